@@ -1,0 +1,91 @@
+"""Cost accounting shared by every method: wall time, peak memory, parameters, FLOPs, device, price.
+
+Peak memory is the process resident set size (RSS, MiB) sampled every 20 ms during the measured block
+on CPU, or the peak allocated CUDA memory (MiB) on a GPU. FLOPs come from
+``torch.utils.flop_counter.FlopCounterMode`` on one representative step, multiplied by the steps.
+"""
+
+from __future__ import annotations
+
+import platform
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import psutil
+import torch
+from torch import nn
+
+
+@dataclass
+class Measurement:
+    seconds: float = 0.0
+    peak_mem_mib: float = 0.0
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+@contextmanager
+def measure(device: torch.device | str = "cpu") -> Iterator[Measurement]:
+    """Time a block and record its peak memory (RSS on CPU, allocated CUDA memory on GPU)."""
+    device = torch.device(device)
+    result = Measurement()
+    stop = threading.Event()
+    process = psutil.Process()
+    peak = [process.memory_info().rss]
+
+    def sample() -> None:
+        while not stop.wait(0.02):
+            peak[0] = max(peak[0], process.memory_info().rss)
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        torch.cuda.synchronize(device)
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    start = time.perf_counter()
+    try:
+        yield result
+    finally:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        result.seconds = time.perf_counter() - start
+        stop.set()
+        thread.join()
+        peak[0] = max(peak[0], process.memory_info().rss)
+        if device.type == "cuda":
+            result.peak_mem_mib = torch.cuda.max_memory_allocated(device) / 2**20
+        else:
+            result.peak_mem_mib = peak[0] / 2**20
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
+def count_flops(step: Callable[[], object]) -> int:
+    """FLOPs of one call of `step` (forward and backward if it runs both), via FlopCounterMode."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return int(counter.get_total_flops())
+
+
+def device_name(device: torch.device | str = "cpu") -> str:
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    return f"CPU {cpu} ×{torch.get_num_threads()} threads"
+
+
+def price(seconds: float, price_per_device_hour: float) -> float | None:
+    """Cost of `seconds` of device time at a params-set price (None when no price is set)."""
+    if price_per_device_hour <= 0:
+        return None
+    return seconds / 3600.0 * price_per_device_hour

@@ -1,0 +1,233 @@
+"""Stage entry points: each reads its inputs, calls the pure functions and writes its outputs atomically.
+
+`dvc.yaml` maps one stage to one function here (notebooks call the same functions). Output layout:
+``data/prepared/<task>/``, ``data/embeddings/<task>/``, ``data/probe_heads/<task>.npz`` (DVC cache);
+``results/<task>/<method>.csv``, ``results/<task>/preds/<method>.npz``, ``metrics/<task>/<method>.json``
+(committed to git).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .backbones import load_backbone
+from .costs import device_name, measure, price
+from .data import budget_subsets, load_prepared, prepare_task
+from .embeddings import ensure_embeddings, load_embeddings
+from .io import read_json, seed_everything, write_csv, write_json, write_npz
+from .metrics import compute_metrics
+from .params import Params, is_multi_label, task_kind
+from .probe import classic_features, fit_classic, fit_probe, probe_flops
+
+MAIN_METRICS = {"single": ("accuracy", "macro_f1", "balanced_accuracy", "auroc", "ece"),
+                "multi": ("micro_f1", "macro_f1")}
+
+
+@dataclass(frozen=True)
+class TaskPaths:
+    root: Path
+    task: str
+
+    @property
+    def prepared(self) -> Path:
+        return self.root / "data" / "prepared" / self.task
+
+    @property
+    def subsets(self) -> Path:
+        return self.prepared / "subsets.json"
+
+    @property
+    def embeddings(self) -> Path:
+        return self.root / "data" / "embeddings" / self.task
+
+    @property
+    def probe_heads(self) -> Path:
+        return self.root / "data" / "probe_heads" / f"{self.task}.npz"
+
+    @property
+    def results(self) -> Path:
+        return self.root / "results" / self.task
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics" / self.task
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports" / self.task
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints" / self.task
+
+    def preds(self, method: str) -> Path:
+        return self.results / "preds" / f"{method}.npz"
+
+
+def run_key(seed: int | str, budget: int | str) -> str:
+    return f"s{seed}_b{budget}"
+
+
+def metric_names(multi_label: bool) -> tuple[str, ...]:
+    return MAIN_METRICS["multi" if multi_label else "single"]
+
+
+# ---------------------------------------------------------------------------------------------- prepare
+
+
+def prepare_stage(params: Params, task: str, *, root: Path = Path(".")) -> dict[str, Any]:
+    """Canonical splits, data card and the nested budget subsets for every seed."""
+    paths = TaskPaths(root, task)
+    scale = params.scale
+    card = prepare_task(task, params.task(task), data_root=params.data_root, out_dir=paths.prepared,
+                        max_train=scale.data.max_train, max_eval=scale.data.max_eval)
+    data = load_prepared(paths.prepared)
+    subsets = budget_subsets(data.splits["train"].y, sizes=scale.budgets.sizes, seeds=scale.budgets.seeds)
+    write_json(paths.subsets, {"sizes": sorted(int(s) for s in next(iter(subsets.values()))),
+                               "seeds": list(scale.budgets.seeds), "subsets": subsets,
+                               "data_checksum": card["checksum"]})
+    return card
+
+
+def load_subsets(paths: TaskPaths) -> dict[str, Any]:
+    if not paths.subsets.is_file():
+        raise FileNotFoundError(f"{paths.subsets} not found; run the prepare stage first: dvc repro prepare")
+    return read_json(paths.subsets)
+
+
+# ---------------------------------------------------------------------------------------------- embed
+
+
+def embed_stage(params: Params, task: str, *, root: Path = Path("."), device: str = "cpu",
+                progress: bool = True) -> dict[str, Any]:
+    """Embed train/val/test with the task's frozen backbone; a matching cache is reused."""
+    seed_everything(0)
+    paths = TaskPaths(root, task)
+    data = load_prepared(paths.prepared)
+    embed = params.scale.embed
+    encoder = load_backbone(params.backbone_for(task), kind=task_kind(params.task(task)), pooling=embed.pooling,
+                            max_length=embed.max_length, image_size=embed.image_size)
+    with measure(device) as cost:
+        arrays, rebuilt = ensure_embeddings(encoder, data, paths.embeddings, batch_size=embed.batch_size,
+                                            device=device, progress=progress)
+    meta = read_json(paths.embeddings / "meta.json")
+    if rebuilt:
+        rows = sum(len(a) for a in arrays.values())
+        meta["cost"] = {"seconds": cost.seconds, "rows": rows, "seconds_per_row": cost.seconds / rows,
+                        "peak_mem_mib": cost.peak_mem_mib, "device": device_name(device),
+                        "backbone_params": sum(p.numel() for p in encoder.parameters())}
+        write_json(paths.embeddings / "meta.json", meta)
+    return meta
+
+
+# ---------------------------------------------------------------------------------------------- probe
+
+
+def aggregate(frame: pd.DataFrame, columns: tuple[str, ...]) -> dict[str, dict[str, dict[str, float]]]:
+    """Mean and standard deviation over seeds per budget: ``{budget: {metric: {mean, std, n}}}``."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for budget, group in frame.groupby("budget"):
+        out[str(budget)] = {}
+        for col in columns:
+            if col in group and pd.api.types.is_numeric_dtype(group[col]):
+                values = group[col].dropna()
+                out[str(budget)][col] = {"mean": float(values.mean()) if len(values) else float("nan"),
+                                         "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                                         "n": int(len(values))}
+    return out
+
+
+def write_method_outputs(paths: TaskPaths, method: str, rows: list[dict[str, Any]],
+                         preds: dict[str, np.ndarray], *, y_test: np.ndarray,
+                         summary_columns: tuple[str, ...]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows).sort_values(["budget", "seed"]).reset_index(drop=True)
+    write_npz(paths.preds(method), y_test=y_test, **preds)
+    write_csv(paths.results / f"{method}.csv", frame)
+    write_json(paths.metrics / f"{method}.json", aggregate(frame, summary_columns))
+    return frame
+
+
+def probe_stage(params: Params, task: str, *, root: Path = Path("."), device: str = "cpu") -> dict[str, pd.DataFrame]:
+    """Linear probe on cached embeddings and the classic floor, for every budget × seed (probe.py's protocol)."""
+    seed_everything(0)
+    paths = TaskPaths(root, task)
+    data = load_prepared(paths.prepared)
+    subsets = load_subsets(paths)
+    emb = load_embeddings(paths.embeddings, expect_checksum=data.source["checksum"])
+    embed_meta = read_json(paths.embeddings / "meta.json")
+    task_params = params.task(task)
+    multi = is_multi_label(task_params) or data.multi_label
+    names = metric_names(multi)
+    y = {s: data.splits[s].y for s in ("train", "val", "test")}
+    n_outputs = y["train"].shape[1] if multi else len(data.label_names)
+    probe_cfg = params.scale.probe
+    seconds_per_row = embed_meta.get("cost", {}).get("seconds_per_row")
+    backbone_params = embed_meta.get("cost", {}).get("backbone_params")
+    probe_rows, classic_rows, probe_preds, classic_preds, heads = [], [], {}, {}, {}
+    for seed, by_size in subsets["subsets"].items():
+        for budget, index in by_size.items():
+            index = np.asarray(index)
+            seed_everything(int(seed))
+            with measure(device) as cost:
+                model, info = fit_probe(emb["train"][index], y["train"][index], emb["val"], y["val"],
+                                        c_grid=probe_cfg.c_grid, main_metric=task_params.main_metric,
+                                        n_outputs=n_outputs, max_iter=probe_cfg.max_iter)
+            start = time.perf_counter()
+            probs = model.predict_proba(emb["test"])
+            infer_seconds = time.perf_counter() - start
+            thresholds = None if info["thresholds"] is None else np.asarray(info["thresholds"])
+            metrics = compute_metrics(probs, y["test"], thresholds=thresholds)
+            w_raw, b_raw = model.raw_head()
+            heads[f"w_{run_key(seed, budget)}"], heads[f"b_{run_key(seed, budget)}"] = w_raw, b_raw
+            probe_preds[run_key(seed, budget)] = probs.astype(np.float32)
+            trainable = int(model.weight.size + model.bias.size)
+            probe_rows.append({
+                "task": task, "method": "probe", "seed": int(seed), "budget": int(budget),
+                **{k: v for k, v in metrics.items() if k in names}, "c": info["c"], "val_score": info["val_score"],
+                "train_seconds": cost.seconds, "embed_seconds": None if seconds_per_row is None else
+                seconds_per_row * (len(index) + len(y["val"])),
+                "infer_seconds": infer_seconds, "infer_samples_per_s": len(y["test"]) / max(infer_seconds, 1e-9),
+                "peak_mem_mib": cost.peak_mem_mib, "trainable_params": trainable,
+                "total_params": trainable + (backbone_params or 0),
+                "train_flops": probe_flops(len(index), emb["train"].shape[1], n_outputs, info["function_evals"]),
+                "device": device_name(device), "cost": price(cost.seconds, params.scale.finetune.price_per_device_hour),
+            })
+            classic_rows.append(_classic_run(data, index, y, seed=int(seed), budget=int(budget), task=task,
+                                             main_metric=task_params.main_metric, c_grid=probe_cfg.c_grid,
+                                             names=names, preds=classic_preds, device=device))
+    write_npz(paths.probe_heads, **heads)
+    probe = write_method_outputs(paths, "probe", probe_rows, probe_preds, y_test=y["test"], summary_columns=names)
+    classic = write_method_outputs(paths, "classic", classic_rows, classic_preds, y_test=y["test"],
+                                   summary_columns=names)
+    return {"probe": probe, "classic": classic}
+
+
+def _classic_run(data: Any, index: np.ndarray, y: dict[str, np.ndarray], *, seed: int, budget: int, task: str,
+                 main_metric: str, c_grid: tuple[float, ...], names: tuple[str, ...],
+                 preds: dict[str, np.ndarray], device: str) -> dict[str, Any]:
+    train_x = [data.splits["train"].x[i] for i in index] if data.kind == "text" else data.splits["train"].x[index]
+    with measure("cpu") as cost:
+        x_train, (x_val, x_test), n_features = classic_features(
+            train_x, [data.splits["val"].x, data.splits["test"].x], kind=data.kind)
+        model, info = fit_classic(x_train, y["train"][index], x_val, y["val"], c_grid=c_grid,
+                                  main_metric=main_metric, seed=seed)
+    start = time.perf_counter()
+    probs = np.asarray(model.predict_proba(x_test), np.float64)
+    infer_seconds = time.perf_counter() - start
+    thresholds = None if info["thresholds"] is None else np.asarray(info["thresholds"])
+    metrics = compute_metrics(probs, y["test"], thresholds=thresholds)
+    preds[run_key(seed, budget)] = probs.astype(np.float32)
+    n_out = y["train"].shape[1] if y["train"].ndim == 2 else probs.shape[1]
+    return {"task": task, "method": "classic", "seed": seed, "budget": budget,
+            **{k: v for k, v in metrics.items() if k in names}, "c": info["c"], "val_score": info["val_score"],
+            "features": "tfidf-1-2gram" if data.kind == "text" else "raw-pixels", "n_features": n_features,
+            "train_seconds": cost.seconds, "infer_seconds": infer_seconds,
+            "infer_samples_per_s": len(y["test"]) / max(infer_seconds, 1e-9), "peak_mem_mib": cost.peak_mem_mib,
+            "trainable_params": int(n_features * n_out + n_out), "total_params": int(n_features * n_out + n_out),
+            "device": device_name("cpu")}
