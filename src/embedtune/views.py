@@ -128,7 +128,9 @@ def compare_view(params: Params, task: str, root: Path, *, n_boot: int = 1000) -
     headline.update({"crossing_budget": crossing, "task": task})
     write_json(paths.metrics / "headline.json", headline)
     write_csv(paths.results / "decision.csv", guide)
-    write_csv(paths.results / "learning_curve.csv", compare.summary_table(results, metric).astype({"method": str}))
+    wide = compare.summary_table(results, metric).astype({"method": str}).pivot(index="budget", columns="method",
+                                                                                values="mean")
+    write_csv(paths.results / "learning_curve.csv", wide[[m for m in compare.METHOD_ORDER if m in wide]].reset_index())
     figs = {
         "learning_curve": reports.save_figure(reports.learning_curve_figure(results, metric, title=f"{task}: all methods"),
                                               figure_path(root, task, "learning-curves")),
@@ -202,3 +204,26 @@ def published_reference() -> pd.DataFrame:
         {"task": "legal (UNFAIR-ToS)", "model": "Legal-BERT fine-tuned, all labels", "metric": "micro-F1 / macro-F1",
          "value": "96.0 / 83.0", "source": "LexGLUE"},
     ])
+
+
+def summary_figure(view: dict[str, Any], root: Path) -> Path:
+    """One learning-curve panel per task (all methods): the README's key figure."""
+    import matplotlib.pyplot as plt
+
+    tasks = list(view["headlines"])
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks), 4), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        results = compare.load_results(TaskPaths(root, task).results)
+        metric = view["headlines"][task]["metric"]
+        for method in [m for m in compare.METHOD_ORDER if m in set(results["method"])]:
+            stats = results[results["method"] == method].groupby("budget")[metric].agg(["mean", "std"]).fillna(0)
+            ax.plot(stats.index, stats["mean"], marker="o", label=method, color=reports.COLORS.get(method))
+            ax.fill_between(stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"], alpha=0.15,
+                            color=reports.COLORS.get(method))
+        ax.set_xscale("log")
+        ax.set(title=task, xlabel="labelled examples (log)", ylabel=metric)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("test metric vs label budget, mean ± sd over seeds")
+    fig.tight_layout()
+    return reports.save_figure(fig, root / "reports" / "figures" / "summary-learning-curves.png")

@@ -1,0 +1,139 @@
+"""Command line used by dvc.yaml and the Makefile: ``python -m embedtune.cli <command> ...``.
+
+Every command exits non-zero with one clear message (no traceback) on bad input, and writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from .params import PROFILES, ParamsError, load_params
+
+NOTEBOOKS = {"01-linear-probe": "task", "02-finetune": "task+method", "03-compare": "task", "04-summary": "all"}
+
+
+def run_notebook(name: str, *, params_path: Path, root: Path, task: str | None = None, method: str | None = None,
+                 profile: str | None = None, kernel: str = "python3") -> Path:
+    """Execute notebooks/<name>.ipynb with papermill and render it to HTML under reports/.
+
+    Outputs: reports/<task>/<name>[-<method>].html (or reports/summary.html); the executed .ipynb sits
+    beside it. Both are written to a temporary file first and renamed, so a failed run leaves neither.
+    """
+    import papermill
+
+    params = load_params(params_path, profile=profile)
+    parameters = {"params_path": str(params_path.resolve()), "profile": params.profile, "root": str(root.resolve())}
+    if task is not None:
+        params.task(task)
+        parameters["task"] = task
+    if method is not None:
+        parameters["method"] = method
+    if name == "04-summary":
+        out_base = root / "reports" / "summary"
+    else:
+        suffix = f"-{method}" if method else ""
+        out_base = root / "reports" / str(task) / f"{name}{suffix}"
+    out_base.parent.mkdir(parents=True, exist_ok=True)
+    source = Path(__file__).resolve().parents[2] / "notebooks" / f"{name}.ipynb"
+    if not source.is_file():
+        raise ParamsError(f"notebook {source} not found; known notebooks: {sorted(NOTEBOOKS)}")
+    with tempfile.TemporaryDirectory(dir=out_base.parent) as tmp:
+        executed = Path(tmp) / f"{out_base.name}.ipynb"
+        papermill.execute_notebook(str(source), str(executed), parameters=parameters, kernel_name=kernel,
+                                   cwd=str(root.resolve()), progress_bar=False)
+        subprocess.run([sys.executable, "-m", "nbconvert", "--to", "html", "--log-level", "WARN", str(executed)],
+                       check=True)
+        os.replace(executed.with_suffix(".html"), out_base.with_suffix(".html"))
+        os.replace(executed, out_base.with_suffix(".ipynb"))
+    return out_base.with_suffix(".html")
+
+
+def set_profile(params_path: Path, profile: str) -> None:
+    """Rewrite the top-level `profile:` line of params.yaml (comments kept)."""
+    if profile not in PROFILES:
+        raise ParamsError(f"profile: bad value {profile!r}; allowed values: {list(PROFILES)}")
+    text = params_path.read_text()
+    new, count = re.subn(r"(?m)^profile:\s*\S+", f"profile: {profile}", text, count=1)
+    if count != 1:
+        raise ParamsError(f"{params_path}: no top-level 'profile:' line to set")
+    if new != text:
+        params_path.write_text(new)
+
+
+def build_index(params_path: Path, root: Path, *, readme: Path | None) -> None:
+    """reports/index.html and the README results section, from metrics/<task>/headline.json."""
+    from . import reports
+    from .io import read_json
+
+    params = load_params(params_path)
+    headlines = {t: read_json(root / "metrics" / t / "headline.json") for t in params.tasks
+                 if (root / "metrics" / t / "headline.json").is_file()}
+    info = reports.provenance(params.profile)
+    reports.index_html(reports_dir=root / "reports", headlines=headlines, info=info)
+    if readme is not None:
+        figure = "reports/figures/summary-learning-curves.png"
+        section = reports.readme_section(headlines=headlines, info=info,
+                                         key_figure=figure if (root / figure).is_file() else None)
+        reports.update_readme(readme, section)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="embedtune", description=__doc__)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--root", type=Path, default=Path("."), help="where data/, results/, reports/ go")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("prepare", help="canonical splits, data card, budget subsets")
+    p.add_argument("--task", required=True)
+    p = sub.add_parser("embed", help="embedding cache")
+    p.add_argument("--task", required=True)
+    p = sub.add_parser("notebook", help="run a notebook with papermill and render it to HTML")
+    p.add_argument("name", choices=sorted(NOTEBOOKS))
+    p.add_argument("--task")
+    p.add_argument("--method")
+    p = sub.add_parser("set-profile", help="set the active profile in params.yaml")
+    p.add_argument("profile")
+    p = sub.add_parser("index", help="reports/index.html and the README results section")
+    p.add_argument("--readme", type=Path, default=None)
+    sub.add_parser("validate", help="validate params.yaml and print the active profile")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "prepare":
+            from .stages import prepare_stage
+
+            card = prepare_stage(load_params(args.params), args.task, root=args.root)
+            print(f"{args.task}: counts {card['counts']}, duplicates removed {card['duplicates_removed']}")
+        elif args.command == "embed":
+            from .stages import embed_stage
+
+            embed_stage(load_params(args.params), args.task, root=args.root)
+        elif args.command == "notebook":
+            html = run_notebook(args.name, params_path=args.params, root=args.root, task=args.task,
+                                method=args.method)
+            print(f"wrote {html}")
+        elif args.command == "set-profile":
+            set_profile(args.params, args.profile)
+        elif args.command == "index":
+            build_index(args.params, args.root, readme=args.readme)
+        elif args.command == "validate":
+            params = load_params(args.params)
+            print(f"params OK; profile {params.profile}; tasks {sorted(params.tasks)}")
+    except (ParamsError, FileNotFoundError, ValueError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # papermill wraps notebook errors; show the cause, not the traceback
+        name = type(exc).__name__
+        if name == "PapermillExecutionError":
+            print(f"error: notebook failed: {getattr(exc, 'ename', '')}: {getattr(exc, 'evalue', exc)}", file=sys.stderr)
+            return 2
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

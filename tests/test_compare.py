@@ -1,0 +1,68 @@
+"""Paired-comparison statistics, crossing budgets and the decision guide on constructed inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from embedtune.compare import Comparison, compare_methods, crossing_budget, decision_guide, paired_bootstrap
+
+
+def _predictions(y: np.ndarray, accuracy: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    correct = rng.random(len(y)) < accuracy
+    pred = np.where(correct, y, 1 - y)
+    probs = np.zeros((len(y), 2))
+    probs[np.arange(len(y)), pred] = 0.8
+    probs[np.arange(len(y)), 1 - pred] = 0.2
+    return probs
+
+
+def test_known_difference_is_found() -> None:
+    y = np.random.default_rng(0).integers(0, 2, 2000)
+    a = [_predictions(y, 0.85, s) for s in range(3)]
+    b = [_predictions(y, 0.75, 10 + s) for s in range(3)]
+    diff, low, high = paired_bootstrap(y, a, b, metric="accuracy", n_boot=300)
+    assert 0.08 < diff < 0.12 and low > 0.05 and high < 0.15
+
+
+def test_no_difference_is_not_significant() -> None:
+    y = np.random.default_rng(1).integers(0, 2, 1000)
+    a = [_predictions(y, 0.8, s) for s in range(3)]
+    b = [_predictions(y, 0.8, 20 + s) for s in range(3)]
+    diff, low, high = paired_bootstrap(y, a, b, metric="accuracy", n_boot=300)
+    assert low < 0 < high
+
+
+def test_compare_methods_and_crossing_budget() -> None:
+    y = np.random.default_rng(2).integers(0, 2, 1500)
+    preds = {"full": {"y_test": y}, "probe": {"y_test": y}}
+    for budget, (acc_full, acc_probe) in {16: (0.70, 0.80), 64: (0.80, 0.80), 256: (0.90, 0.80), 1024: (0.93, 0.81)}.items():
+        for s in range(3):
+            preds["full"][f"s{s}_b{budget}"] = _predictions(y, acc_full, 100 * budget + s)
+            preds["probe"][f"s{s}_b{budget}"] = _predictions(y, acc_probe, 7 + 100 * budget + s)
+    comps = compare_methods(preds, method_a="full", method_b="probe", metric="accuracy", n_boot=200)
+    by_budget = {c.budget: c for c in comps}
+    assert by_budget[16].significant and by_budget[16].diff < 0
+    assert not by_budget[64].significant
+    assert crossing_budget(comps) == 256
+    assert by_budget[256].verdict().startswith("full beats probe by")
+    assert by_budget[64].verdict().startswith("no significant difference")
+
+
+def test_crossing_budget_none_when_never_better() -> None:
+    comps = [Comparison("full", "probe", b, "accuracy", -0.01, -0.03, 0.01, 3) for b in (16, 64)]
+    assert crossing_budget(comps) is None
+
+
+def test_decision_guide_prefers_cheapest_tied_method() -> None:
+    rows = []
+    for seed in range(3):
+        rows += [{"method": "probe", "budget": 64, "seed": seed, "accuracy": 0.80, "train_seconds": 1.0},
+                 {"method": "full", "budget": 64, "seed": seed, "accuracy": 0.81, "train_seconds": 100.0},
+                 {"method": "probe", "budget": 256, "seed": seed, "accuracy": 0.82, "train_seconds": 1.0},
+                 {"method": "full", "budget": 256, "seed": seed, "accuracy": 0.90, "train_seconds": 100.0}]
+    comps = {("full", "probe"): [Comparison("full", "probe", 64, "accuracy", 0.01, -0.01, 0.03, 3),
+                                 Comparison("full", "probe", 256, "accuracy", 0.08, 0.05, 0.11, 3)]}
+    guide = decision_guide(pd.DataFrame(rows), comps, metric="accuracy").set_index("budget")
+    assert guide.loc[64, "pick"] == "probe" and guide.loc[256, "pick"] == "full"

@@ -1,0 +1,129 @@
+"""End-to-end: notebooks through papermill on the tiny project, CLI errors, report rendering."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from embedtune.cli import main as cli_main
+from embedtune.cli import run_notebook
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run_probe(project, root: Path, task: str) -> Path:
+    return run_notebook("01-linear-probe", params_path=project["params_path"], root=root, task=task)
+
+
+@pytest.mark.slow
+def test_probe_notebook_end_to_end_and_deterministic(project, tmp_path) -> None:
+    html = _run_probe(project, project["root"], "toytext")
+    assert html.is_file() and "Learning curve" in html.read_text()
+    first = pd.read_csv(project["root"] / "results" / "toytext" / "probe.csv")
+    assert (first["accuracy"] > 0.7).all()  # chance is ~0.5 on the toy set
+    assert set(first["budget"]) == {16, 48} and set(first["seed"]) == {0, 1}
+    assert (first["trainable_params"] == 2 * 32 + 2).all()
+    meta = json.loads((project["root"] / "data" / "embeddings" / "toytext" / "meta.json").read_text())
+    # rerun into a fresh root: identical numbers
+    _run_probe(project, tmp_path / "again", "toytext")
+    second = pd.read_csv(tmp_path / "again" / "results" / "toytext" / "probe.csv")
+    cols = ["accuracy", "macro_f1", "auroc", "c"]
+    pd.testing.assert_frame_equal(first[cols], second[cols])
+    # the encoder's weights are untouched by the probe: the cache key (weights md5) still matches the saved model
+    from embedtune.backbones import load_backbone
+
+    enc = load_backbone(meta["key"]["model_id"], kind="text", max_length=16)
+    assert enc.weights_hash() == meta["key"]["weights_md5"]
+
+
+@pytest.mark.slow
+def test_finetune_compare_summary_notebooks(project) -> None:
+    root = project["root"]
+    for task in ("toytext", "toyimage"):
+        _run_probe(project, root, task)
+        for method in ("full", "lp_ft", "lora"):
+            run_notebook("02-finetune", params_path=project["params_path"], root=root, task=task, method=method)
+        run_notebook("03-compare", params_path=project["params_path"], root=root, task=task)
+    raw = project["raw"]
+    html = run_notebook("04-summary", params_path=project["params_path"], root=root)
+    assert "decision guide" in html.read_text().lower()
+    lora = pd.read_csv(root / "results" / "toytext" / "lora.csv")
+    full = pd.read_csv(root / "results" / "toytext" / "full.csv")
+    assert (lora["trainable_params"] < 0.1 * full["trainable_params"]).all()
+    for col in ("train_seconds", "peak_mem_mib", "train_flops", "infer_samples_per_s", "device"):
+        assert full[col].notna().all()
+    headline = json.loads((root / "metrics" / "toyimage" / "headline.json").read_text())
+    assert set(headline["methods"]) == {"classic", "probe", "full", "lp_ft", "lora"}
+    assert raw["tasks"]["toyimage"]["main_metric"] == headline["metric"]
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "embedtune.cli", *args], cwd=cwd, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["prepare", "--task", "finance"], "unknown task 'finance'"),
+    (["notebook", "02-finetune", "--task", "toytext", "--method", "prompt"], "method: bad value 'prompt'"),
+    (["set-profile", "tpu"], "profile: bad value 'tpu'"),
+])
+def test_cli_bad_input_exits_with_one_clear_message_and_writes_nothing(project, args, message) -> None:
+    root = project["root"]
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    proc = _cli("--params", str(project["params_path"]), "--root", str(root), *args, cwd=root)
+    assert proc.returncode != 0
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
+
+
+def test_cli_budget_larger_than_train_split(project) -> None:
+    raw = yaml.safe_load(project["params_path"].read_text())
+    raw["profiles"]["smoke"]["budgets"]["sizes"] = [16, 100000]
+    project["params_path"].write_text(yaml.safe_dump(raw))
+    proc = _cli("--params", str(project["params_path"]), "--root", str(project["root"]), "prepare", "--task", "toytext",
+                cwd=project["root"])
+    assert proc.returncode == 2 and "larger than the train split" in proc.stderr
+    assert not (project["root"] / "data" / "prepared" / "toytext" / "subsets.json").exists()
+
+
+def test_notebook_parameter_of_wrong_type(project) -> None:
+    from embedtune.params import ParamsError
+    from embedtune.views import notebook_params
+
+    with pytest.raises(ParamsError, match="notebook parameter profile: bad value 3"):
+        notebook_params(params_path=str(project["params_path"]), profile=3)  # type: ignore[arg-type]
+
+
+def test_set_profile_keeps_comments(tmp_path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text((REPO / "params.yaml").read_text())
+    assert cli_main(["--params", str(path), "set-profile", "gpu"]) == 0
+    text = path.read_text()
+    assert "profile: gpu" in text and "# Single source of truth" in text
+
+
+def test_notebooks_are_thin_and_stripped() -> None:
+    for path in sorted((REPO / "notebooks").glob("*.ipynb")):
+        nb = json.loads(path.read_text())
+        cells = nb["cells"]
+        assert any("parameters" in c["metadata"].get("tags", []) for c in cells), path
+        for cell in cells:
+            if cell["cell_type"] == "code":
+                assert not cell["outputs"] and cell["execution_count"] is None, path
+                assert not any(line.lstrip().startswith(("def ", "class ")) for line in "".join(cell["source"]).splitlines())
+
+
+def test_dvc_stages_declare_the_params_their_code_reads() -> None:
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    stages = dvc["stages"]
+    assert "profiles.${profile}.probe" in stages["probe"]["do"]["params"]
+    assert "profiles.${profile}.probe" not in stages["embed"]["do"]["params"]  # a probe setting never re-embeds
+    assert "profiles.${profile}.finetune" not in stages["embed"]["do"]["params"]
+    assert "profiles.${profile}.embed" in stages["embed"]["do"]["params"]
+    assert np.all(["profile" in s.get("params", s.get("do", {}).get("params", [])) for s in stages.values()])

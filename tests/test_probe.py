@@ -1,0 +1,77 @@
+"""Probe protocol: beats chance, same objective as scikit-learn, deterministic, head mapping exact."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+
+from embedtune.probe import fit_logreg, fit_probe
+
+
+def _blobs(n: int, d: int = 20, k: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(scale=2.0, size=(k, d))
+    y = rng.integers(0, k, n)
+    return (centers[y] + rng.normal(size=(n, d))).astype(np.float32), y
+
+
+def test_probe_beats_chance_on_separable_toy_set() -> None:
+    x, y = _blobs(600)
+    model, info = fit_probe(x[:200], y[:200], x[200:400], y[200:400], c_grid=(0.01, 0.1, 1.0), main_metric="accuracy",
+                            n_outputs=3)
+    accuracy = (model.predict_proba(x[400:]).argmax(1) == y[400:]).mean()
+    assert accuracy > 0.9  # chance is 1/3
+    assert info["c"] in (0.01, 0.1, 1.0) and len(info["c_path"]) == 3
+
+
+def test_same_objective_as_sklearn() -> None:
+    x, y = _blobs(300, k=2, seed=1)
+    x = (x - x.mean(0)) / x.std(0)
+    w, b, _ = fit_logreg(torch.from_numpy(x).double(), torch.from_numpy(y).long(), c=0.5, multi_label=False,
+                         n_outputs=2, max_iter=500)
+    ours = torch.softmax(torch.from_numpy(x).double() @ w.T + b, 1)[:, 1].numpy()
+    ref = LogisticRegression(C=0.5, tol=1e-10, max_iter=5000).fit(x, y).predict_proba(x)[:, 1]
+    assert np.abs(ours - ref).max() < 1e-3
+
+
+def test_probe_is_deterministic() -> None:
+    x, y = _blobs(300, seed=2)
+    a, _ = fit_probe(x[:100], y[:100], x[100:], y[100:], c_grid=(0.1, 1.0), main_metric="macro_f1", n_outputs=3)
+    b, _ = fit_probe(x[:100], y[:100], x[100:], y[100:], c_grid=(0.1, 1.0), main_metric="macro_f1", n_outputs=3)
+    assert np.array_equal(a.weight, b.weight)
+
+
+def test_raw_head_reproduces_standardised_logits() -> None:
+    x, y = _blobs(200, seed=3)
+    model, _ = fit_probe(x[:100], y[:100], x[100:], y[100:], c_grid=(1.0,), main_metric="accuracy", n_outputs=3)
+    w, b = model.raw_head()
+    assert np.allclose(x @ w.T + b, model.logits(x), atol=1e-4)
+
+
+def test_multilabel_probe_chooses_thresholds() -> None:
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(400, 10)).astype(np.float32)
+    y = np.stack([x[:, 0] > 1.0, x[:, 1] > 0.5], 1).astype(np.int8)
+    model, info = fit_probe(x[:200], y[:200], x[200:], y[200:], c_grid=(1.0, 10.0), main_metric="macro_f1", n_outputs=2)
+    assert len(info["thresholds"]) == 2
+    assert info["val_score"] > 0.8
+
+
+@pytest.mark.parametrize("kind", ["text", "image"])
+def test_classic_floor_learns(kind: str) -> None:
+    from embedtune.probe import classic_features, fit_classic
+
+    from .conftest import make_images, make_text_rows
+
+    if kind == "text":
+        frame = make_text_rows(200)
+        x, y = frame["text"].tolist(), (frame["label"] == "pos").to_numpy(np.int64)
+        train, val = x[:100], x[100:]
+    else:
+        x, y = make_images(200)
+        train, val = x[:100], x[100:]
+    xt, (xv,), _ = classic_features(train, [val], kind=kind)
+    model, info = fit_classic(xt, y[:100], xv, y[100:], c_grid=(0.1, 1.0, 10.0), main_metric="accuracy", seed=0)
+    assert info["val_score"] > 0.85

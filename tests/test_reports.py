@@ -1,0 +1,105 @@
+"""Reports are generated from the metrics files, and the pages load in a real browser."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from embedtune import reports
+from embedtune.cli import build_index
+
+HEADLINE = {"budget": 256, "metric": "accuracy", "crossing_budget": {"full": 256},
+            "methods": {"probe": {"mean": 0.7123, "std": 0.01}, "full": {"mean": 0.8456, "std": 0.02}}}
+
+
+def _fixture_project(tmp_path: Path) -> tuple[Path, Path]:
+    root = tmp_path
+    (root / "params.yaml").write_text((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    for task in ("sentiment", "medical", "legal"):
+        (root / "metrics" / task).mkdir(parents=True)
+        (root / "metrics" / task / "headline.json").write_text(json.dumps(HEADLINE))
+        (root / "reports" / task).mkdir(parents=True)
+        (root / "reports" / task / "03-compare.html").write_text("<html><body><h1>compare</h1></body></html>")
+    results = pd.DataFrame([{"method": m, "budget": b, "seed": s, "accuracy": a + 0.01 * s}
+                            for m, a in (("probe", 0.7), ("full", 0.8)) for b in (16, 64, 256) for s in range(3)])
+    (root / "reports" / "figures").mkdir(parents=True)
+    reports.save_figure(reports.learning_curve_figure(results, "accuracy"),
+                        root / "reports" / "figures" / "summary-learning-curves.png")
+    readme = root / "README.md"
+    readme.write_text(f"# x\n\n{reports.README_BEGIN}\nold\n{reports.README_END}\n\ntail\n")
+    return root, readme
+
+
+def test_readme_and_index_are_generated_from_metrics_files(tmp_path) -> None:
+    root, readme = _fixture_project(tmp_path)
+    build_index(root / "params.yaml", root, readme=readme)
+    text = readme.read_text()
+    assert "0.846 ± 0.020" in text and "0.712 ± 0.010" in text and text.endswith("tail\n")
+    assert "reports/figures/summary-learning-curves.png" in text
+    # change a metrics fixture: the rendered numbers follow
+    changed = dict(HEADLINE, methods={**HEADLINE["methods"], "full": {"mean": 0.5, "std": 0.0}})
+    (root / "metrics" / "legal" / "headline.json").write_text(json.dumps(changed))
+    build_index(root / "params.yaml", root, readme=readme)
+    assert "0.500 ± 0.000" in readme.read_text()
+    assert "0.500 ± 0.000" in (root / "reports" / "index.html").read_text()
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.targets: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if (tag, name) in (("a", "href"), ("img", "src")) and value:
+                self.targets.append(value)
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], capture_output=True, timeout=600)
+        return shutil.which("chromium")
+    return None
+
+
+@pytest.mark.browser
+def test_index_page_loads_links_resolve_and_screenshot_is_not_blank(tmp_path) -> None:
+    root, readme = _fixture_project(tmp_path)
+    build_index(root / "params.yaml", root, readme=readme)
+    index = root / "reports" / "index.html"
+    parser = _Links()
+    parser.feed(index.read_text())
+    assert parser.targets, "the index links nothing"
+    for target in parser.targets:
+        assert not target.startswith(("/", "http")), f"{target}: links must be relative"
+        assert (index.parent / target).is_file(), f"{target} does not resolve"
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("headless Chromium is not installed and could not be installed (needs root and apt-get)")
+    shot = tmp_path / "shot.png"
+    proc = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                           f"--user-data-dir={tmp_path / 'profile'}", "--allow-file-access-from-files",
+                           f"--screenshot={shot}", "--window-size=1200,900", index.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    assert shot.is_file(), proc.stderr[-2000:]
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(shot)
+    assert pixels.std() > 0.02  # not a blank page
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                          f"--user-data-dir={tmp_path / 'profile2'}", "--dump-dom", index.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    assert "Embed or Tune" in dom and "0.846" in dom
+    assert np.isfinite(pixels).all()
