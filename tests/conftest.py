@@ -33,12 +33,13 @@ def data_root() -> Path:
 @pytest.fixture(scope="session")
 def tiny_text_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer BERT (hidden 32) with a word-level vocabulary, saved for from_pretrained."""
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import BertConfig, BertModel, BertTokenizer
 
     path = tmp_path_factory.mktemp("tiny-bert")
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS_POS, *WORDS_NEG, *FILLER]
     (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True)
+    tokenizer = BertTokenizer(vocab=str(path / "vocab.txt"), do_lower_case=True)  # transformers 5: `vocab=`
+    assert tokenizer("good film")["input_ids"][1] != tokenizer.unk_token_id
     tokenizer.save_pretrained(path)
     config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=64)

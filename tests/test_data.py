@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -38,7 +40,7 @@ def test_lexglue_unfair_tos_real(data_root) -> None:
 
 
 def test_sentiment_split_keeps_movies_apart() -> None:
-    data = load_raw("sentiment", TaskParams(source="rotten_tomatoes", main_metric="accuracy"), data_root=None)
+    data = load_raw("sentiment", TaskParams(source="rotten_tomatoes", main_metric="accuracy"), Path("."))
     movies = {s: set(p.groups) for s, p in data.splits.items()}
     assert not (movies["train"] & movies["val"]) and not (movies["train"] & movies["test"])
     assert not (movies["val"] & movies["test"])
@@ -108,7 +110,7 @@ def test_cross_split_duplicates_are_counted_and_removed(tmp_path) -> None:
     card = prepare_task("d", TaskParams(source="table", path="d.csv", main_metric="accuracy"), data_root=tmp_path,
                         out_dir=tmp_path / "out")
     assert card["cross_split_duplicates"] == 1 and card["duplicates_removed"]["train"] == 1
-    assert card["counts"] == {"train": 19, "val": 5, "test": 6}
+    assert card["counts"] == {"train": 18, "val": 5, "test": 6}
 
 
 def test_nested_stratified_budgets_identical_across_calls() -> None:

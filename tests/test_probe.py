@@ -26,13 +26,13 @@ def test_probe_beats_chance_on_separable_toy_set() -> None:
     assert info["c"] in (0.01, 0.1, 1.0) and len(info["c_path"]) == 3
 
 
-def test_same_objective_as_sklearn() -> None:
-    x, y = _blobs(300, k=2, seed=1)
-    x = (x - x.mean(0)) / x.std(0)
-    w, b, _ = fit_logreg(torch.from_numpy(x).double(), torch.from_numpy(y).long(), c=0.5, multi_label=False,
-                         n_outputs=2, max_iter=500)
-    ours = torch.softmax(torch.from_numpy(x).double() @ w.T + b, 1)[:, 1].numpy()
-    ref = LogisticRegression(C=0.5, tol=1e-10, max_iter=5000).fit(x, y).predict_proba(x)[:, 1]
+def test_same_objective_as_sklearn_multinomial() -> None:
+    x, y = _blobs(300, k=3, seed=1)
+    x = ((x - x.mean(0)) / x.std(0)).astype(np.float64)
+    w, b, _ = fit_logreg(torch.from_numpy(x), torch.from_numpy(y).long(), c=0.5, multi_label=False,
+                         n_outputs=3, max_iter=500)
+    ours = torch.softmax(torch.from_numpy(x) @ w.T + b, 1).numpy()
+    ref = LogisticRegression(C=0.5, tol=1e-10, max_iter=5000).fit(x, y).predict_proba(x)
     assert np.abs(ours - ref).max() < 1e-3
 
 
