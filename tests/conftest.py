@@ -104,6 +104,7 @@ def project(tmp_path: Path, tiny_text_model_dir: Path, tiny_image_model_dir: Pat
                     "main_metric": "accuracy"},
         "toyimage": {"source": "npz", "path": "shapes.npz", "main_metric": "auroc"},
     }
+    raw["profiles"]["gpu"]["embed"].pop("task_backbones", None)  # names the real 'legal' task
     smoke = raw["profiles"]["smoke"]
     smoke["embed"].update({"text_backbone": str(tiny_text_model_dir), "image_backbone": str(tiny_image_model_dir),
                            "max_length": 16, "image_size": 16, "batch_size": 32})

@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .params import PROFILES, ParamsError, load_params
+from .params import PROFILES, ParamsError, check_method, load_params
 
 NOTEBOOKS = {"01-linear-probe": "task", "02-finetune": "task+method", "03-compare": "task", "04-summary": "all"}
 
@@ -33,7 +33,7 @@ def run_notebook(name: str, *, params_path: Path, root: Path, task: str | None =
         params.task(task)
         parameters["task"] = task
     if method is not None:
-        parameters["method"] = method
+        parameters["method"] = check_method(method)
     if name == "04-summary":
         out_base = root / "reports" / "summary"
     else:
