@@ -33,8 +33,8 @@ repro: $(STAMP)  ## run the whole pipeline on PROFILE (default cpu): dvc repro
 	$(BIN)/python -m embedtune.cli set-profile $(PROFILE)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro
 
-smoke: $(STAMP)  ## the whole pipeline on the smoke profile in a temporary copy (minutes)
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m embedtune.cli smoke-pipeline
+smoke: $(STAMP)  ## every stage on the smoke profile into .scratch/ (about 10 minutes; results not committed)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m embedtune.cli --root .scratch pipeline --profile smoke
 
 test: $(STAMP)  ## run the test suite (slow tests included)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q
@@ -55,7 +55,6 @@ lab: $(STAMP)  ## open JupyterLab on the notebooks
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/jupyter lab notebooks
 
 bench: $(STAMP)  ## benchmarks against sentence-transformers, HF Trainer, scikit-learn; writes reports/benchmarks.md
-	$(BIN)/pip install -q sentence-transformers
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python benchmarks/run_all.py
 
 clean:  ## remove caches (not the venv)

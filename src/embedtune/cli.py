@@ -83,6 +83,24 @@ def build_index(params_path: Path, root: Path, *, readme: Path | None) -> None:
         reports.update_readme(readme, section)
 
 
+def run_pipeline(params_path: Path, root: Path, *, profile: str | None) -> None:
+    """prepare → embed → 01 → 02 (each method) → 03 per task, then 04 and the index, into `root`."""
+    from .stages import embed_stage, prepare_stage
+
+    params = load_params(params_path, profile=profile)
+    for task in params.tasks:
+        prepare_stage(params, task, root=root)
+        embed_stage(params, task, root=root)
+        run_notebook("01-linear-probe", params_path=params_path, root=root, task=task, profile=params.profile)
+        for method in params.scale.finetune.methods:
+            run_notebook("02-finetune", params_path=params_path, root=root, task=task, method=method,
+                         profile=params.profile)
+        run_notebook("03-compare", params_path=params_path, root=root, task=task, profile=params.profile)
+    run_notebook("04-summary", params_path=params_path, root=root, profile=params.profile)
+    build_index(params_path, root, readme=None)
+    print(f"wrote {root / 'reports' / 'index.html'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="embedtune", description=__doc__)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
@@ -101,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("index", help="reports/index.html and the README results section")
     p.add_argument("--readme", type=Path, default=None)
     sub.add_parser("validate", help="validate params.yaml and print the active profile")
+    p = sub.add_parser("pipeline", help="every stage in order without DVC (e.g. `--root .scratch pipeline "
+                                        "--profile smoke`); DVC is the main path")
+    p.add_argument("--profile", choices=PROFILES, default=None)
     args = parser.parse_args(argv)
     try:
         if args.command == "prepare":
@@ -120,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             set_profile(args.params, args.profile)
         elif args.command == "index":
             build_index(args.params, args.root, readme=args.readme)
+        elif args.command == "pipeline":
+            run_pipeline(args.params, args.root, profile=args.profile)
         elif args.command == "validate":
             params = load_params(args.params)
             print(f"params OK; profile {params.profile}; tasks {sorted(params.tasks)}")
