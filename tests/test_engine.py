@@ -10,8 +10,15 @@ import torch
 
 from embedtune.backbones import load_backbone
 from embedtune.costs import count_parameters
-from embedtune.engine import (NonFiniteLossError, TrainConfig, build_model, predict, recalibrate_batchnorm,
-                              set_batchnorm_mode, train)
+from embedtune.engine import (
+    NonFiniteLossError,
+    TrainConfig,
+    build_model,
+    predict,
+    recalibrate_batchnorm,
+    set_batchnorm_mode,
+    train,
+)
 
 from .conftest import make_images, make_text_rows
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import copy
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 import yaml
 
 from embedtune.params import ParamsError, check_method, load_params, parse_params

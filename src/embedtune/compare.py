@@ -224,7 +224,7 @@ def decision_guide(results: pd.DataFrame, comparisons: dict[tuple[str, str], lis
 
 
 def _find(comparisons: dict[tuple[str, str], list[Comparison]], a: str, b: str, budget: int) -> Comparison | None:
-    for key, sign in (((a, b), 1), ((b, a), -1)):
+    for key in ((a, b), (b, a)):
         for comp in comparisons.get(key, []):
             if comp.budget == budget:
                 return comp

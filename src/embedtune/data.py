@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .io import md5_file, write_json, write_npz, write_parquet
-from .params import ParamsError, TaskParams, is_multi_label, task_kind
+from .params import ParamsError, TaskParams, is_multi_label
 
 SPLITS = ("train", "val", "test")
 

@@ -14,7 +14,7 @@ import pandas as pd
 from . import compare, reports
 from .data import load_prepared
 from .io import read_json, write_csv, write_json
-from .params import METHODS, PROFILES, ParamsError, Params, load_params
+from .params import METHODS, PROFILES, Params, ParamsError, load_params
 from .stages import TaskPaths, embed_stage, finetune_stage, prepare_stage, probe_stage, run_key
 
 
