@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help install repro smoke test test-fast lint format lab bench clean strip
+.PHONY: help install repro smoke test test-slow lint format lab bench clean strip
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -36,11 +36,11 @@ repro: $(STAMP)  ## run the whole pipeline on PROFILE (default cpu): dvc repro
 smoke: $(STAMP)  ## every stage on the smoke profile into .scratch/ (about 10 minutes; results not committed)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m embedtune.cli --root .scratch pipeline --profile smoke
 
-test: $(STAMP)  ## run the test suite (slow tests included)
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q
-
-test-fast: $(STAMP)  ## tests without the slow end-to-end ones
+test: $(STAMP)  ## run the test suite (fast: the slow end-to-end tests run in `make test-slow` and CI)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q -m "not slow"
+
+test-slow: $(STAMP)  ## the slow end-to-end tests (papermill notebooks, fresh processes, SIGKILL resume)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q -m slow
 
 lint: $(STAMP)  ## ruff check
 	$(BIN)/ruff check .

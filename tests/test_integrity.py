@@ -1,0 +1,106 @@
+"""Pipeline integrity: each DVC stage declares exactly the params keys its code reads.
+
+The stage functions run on the tiny project with a recording proxy around the validated params; every
+attribute path read (``profiles.smoke.finetune.epochs``, ``tasks.toytext.main_metric``, ...) must be
+covered by a key the stage declares in ``dvc.yaml``, and every declared key must be read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from embedtune.params import load_params
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class Recorder:
+    """Wraps a params object; records the dotted path of every leaf value read through it."""
+
+    def __init__(self, obj: Any, path: str, log: set[str]) -> None:
+        object.__setattr__(self, "_obj", obj)
+        object.__setattr__(self, "_path", path)
+        object.__setattr__(self, "_log", log)
+
+    def _wrap(self, value: Any, path: str) -> Any:
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return Recorder(value, path, self._log)
+        self._log.add(path)
+        return value
+
+    def __getattr__(self, name: str) -> Any:
+        obj, path = self._obj, self._path
+        prefix = f"{path}." if path else ""
+        if name == "scale":
+            return self._wrap(obj.scale, f"profiles.{obj.profile}")
+        if name == "task":
+            return lambda task: self._wrap(obj.task(task), f"tasks.{task}")
+        if name == "backbone_for":
+            def backbone_for(task: str) -> str:
+                self._log.add(f"profiles.{obj.profile}.embed")
+                self._log.add(f"tasks.{task}.source")  # text or image backbone
+                return obj.backbone_for(task)
+            return backbone_for
+        return self._wrap(getattr(obj, name), prefix + name)
+
+
+def _declared(stage: dict[str, Any], *, profile: str, item: Any) -> set[str]:
+    keys = set()
+    for key in stage.get("params", []):
+        key = key.replace("${profile}", profile)
+        if isinstance(item, dict):
+            for k, v in item.items():
+                key = key.replace("${item.%s}" % k, v)
+        else:
+            key = key.replace("${item}", str(item))
+        keys.add(key)
+    return keys
+
+
+def _covered(read: str, declared: set[str]) -> bool:
+    return any(read == d or read.startswith(d + ".") for d in declared)
+
+
+def _check(read: set[str], declared: set[str], stage: str) -> None:
+    read = {r for r in read if r != "profile"} | {"profile"}  # every stage reads the profile choice
+    uncovered = sorted(r for r in read if not _covered(r, declared))
+    assert not uncovered, f"{stage} reads params it does not declare in dvc.yaml: {uncovered}"
+    unused = sorted(d for d in declared if not any(r == d or r.startswith(d + ".") or d.startswith(r + ".")
+                                                   for r in read))
+    assert not unused, f"{stage} declares params its code never reads: {unused}"
+
+
+@pytest.mark.slow
+def test_each_stage_declares_exactly_the_params_it_reads(project) -> None:
+    from embedtune import views
+    from embedtune.stages import embed_stage, finetune_stage, prepare_stage, probe_stage
+
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    params = load_params(project["params_path"])
+    root = project["root"]
+    task = "toyimage"
+    runs = {
+        "prepare": lambda p: prepare_stage(p, task, root=root),
+        "embed": lambda p: embed_stage(p, task, root=root, progress=False),
+        "probe": lambda p: probe_stage(p, task, root=root),
+        "finetune": lambda p: finetune_stage(p, task, "lp_ft", root=root, progress=False),
+        "compare": lambda p: views.compare_view(p, task, root, n_boot=20),
+    }
+    for name, run in runs.items():
+        log: set[str] = set()
+        if name == "compare":
+            for method in ("full", "lora"):
+                finetune_stage(params, task, method, root=root, progress=False)
+        run(Recorder(params, "", log))
+        stage = dvc[name]
+        spec = stage.get("do", stage)
+        item = {"task": task, "method": "lp_ft"} if name == "finetune" else task
+        declared = _declared(spec, profile=params.profile, item=item)
+        if name == "prepare":
+            declared = {d for d in declared if d != "data_root"} | {"data_root"}
+        _check(log, declared, name)
