@@ -179,3 +179,28 @@ def test_lexglue_label_format_error(tmp_path) -> None:
         pd.DataFrame({"text": ["a"], "labels": ["3,2"]}).to_csv(folder / f"{split}.csv", index=False)
     with pytest.raises(DataError, match=r"is not a bracketed list"):
         load_raw("legal", TaskParams(source="lexglue", main_metric="macro_f1"), tmp_path)
+
+
+def test_gpu_profile_loaders_on_tiny_files(tmp_path) -> None:
+    """IMDB / SST-2 (local CSV mirror, val carved from train) and LexGLUE LEDGAR (single-label CSV)."""
+    for source in ("imdb", "sst2"):
+        folder = tmp_path / source
+        folder.mkdir()
+        frame = make_text_rows(60).assign(label=lambda f: (f["label"] == "pos").astype(int))
+        frame[["text", "label"]].iloc[:40].to_csv(folder / "train.csv", index=False)
+        frame[["text", "label"]].iloc[40:].to_csv(folder / "test.csv", index=False)
+        data = load_raw(source, TaskParams(source=source, main_metric="accuracy"), tmp_path)
+        assert {s: len(p) for s, p in data.splits.items()}["test"] == 20
+        assert len(data.splits["train"]) + len(data.splits["val"]) == 40 and len(data.splits["val"]) >= 2
+    folder = tmp_path / "lexglue" / "ledgar"
+    folder.mkdir(parents=True)
+    for split in ("train", "validation", "test"):
+        pd.DataFrame({"text": [f"clause {i}" for i in range(6)], "label": [0, 1, 2, 0, 1, 2]}).to_csv(
+            folder / f"{split}.csv", index=False)
+    data = load_raw("legal", TaskParams(source="lexglue", name="ledgar", main_metric="macro_f1"), tmp_path)
+    assert not data.multi_label and data.n_labels == 3 and data.splits["val"].y.tolist() == [0, 1, 2, 0, 1, 2]
+
+
+def test_dermamnist_has_a_published_checksum(tmp_path) -> None:
+    with pytest.raises(DataError, match=r"dermamnist\.npz not found"):
+        load_raw("medical", TaskParams(source="medmnist", name="dermamnist", main_metric="auroc"), tmp_path)

@@ -55,7 +55,7 @@ def _declared(stage: dict[str, Any], *, profile: str, item: Any) -> set[str]:
         key = key.replace("${profile}", profile)
         if isinstance(item, dict):
             for k, v in item.items():
-                key = key.replace("${item.%s}" % k, v)
+                key = key.replace("${item." + k + "}", v)
         else:
             key = key.replace("${item}", str(item))
         keys.add(key)
