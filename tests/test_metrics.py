@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
 
-from embedtune.compare import fast_metric
-from embedtune.metrics import choose_thresholds, compute_metrics, load_metric
+from embedtune.metrics import choose_thresholds, compute_metrics, fast_metric, load_metric
 
 
 def _probs(rng: np.random.Generator, n: int, k: int) -> np.ndarray:

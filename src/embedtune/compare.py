@@ -4,8 +4,8 @@ Every method scores the same test examples on the same budget subsets and seeds,
 paired. The confidence interval of a difference comes from a two-level bootstrap: each replicate
 resamples the seeds and, shared by both methods, the test examples; the statistic is the mean over
 the resampled seeds of (metric A − metric B). 95% percentile intervals; "significant" means the
-interval excludes zero. Metrics here are fast NumPy versions of the shipped `evaluate` modules (the
-tests check they agree), since a bootstrap calls them thousands of times.
+interval excludes zero. Metrics here are `metrics.fast_metric`, NumPy versions of the shipped `evaluate`
+modules (the tests check they agree), since a bootstrap calls them thousands of times.
 """
 
 from __future__ import annotations
@@ -17,53 +17,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .metrics import fast_metric
+
 METHOD_ORDER = ("classic", "probe", "lora", "lp_ft", "full")
 TUNED = ("full", "lp_ft", "lora")
-
-
-# ------------------------------------------------------------------------------------- fast metrics
-
-
-def _auroc(scores: np.ndarray, positives: np.ndarray) -> float:
-    n_pos = positives.sum()
-    n_neg = len(positives) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = pd.Series(scores).rank(method="average").to_numpy()
-    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def fast_metric(name: str, probs: np.ndarray, y: np.ndarray, thresholds: np.ndarray | None = None) -> float:
-    """accuracy, macro_f1, balanced_accuracy, auroc (single-label) or micro_f1/macro_f1 (multi-label)."""
-    if y.ndim == 2:
-        pred = (probs >= thresholds[None, :]).astype(np.int64)
-        pred = np.concatenate([pred, (pred.sum(1) == 0)[:, None]], 1)
-        ref = np.concatenate([y, (y.sum(1) == 0)[:, None]], 1).astype(np.int64)
-        tp = (pred & ref).sum(0)
-        fp = (pred & (1 - ref)).sum(0)
-        fn = ((1 - pred) & ref).sum(0)
-        if name == "micro_f1":
-            denom = 2 * tp.sum() + fp.sum() + fn.sum()
-            return float(2 * tp.sum() / denom) if denom else 0.0
-        denom = 2 * tp + fp + fn
-        return float(np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0).mean())
-    pred = probs.argmax(1)
-    if name == "accuracy":
-        return float((pred == y).mean())
-    if name == "balanced_accuracy":
-        return float(np.mean([(pred[y == c] == c).mean() for c in np.unique(y)]))
-    if name == "macro_f1":
-        scores = []
-        for c in np.union1d(pred, y):
-            denom = (pred == c).sum() + (y == c).sum()
-            scores.append(2 * ((pred == c) & (y == c)).sum() / denom if denom else 0.0)
-        return float(np.mean(scores))
-    if name == "auroc":
-        if probs.shape[1] == 2:
-            return _auroc(probs[:, 1], y == 1)
-        values = [_auroc(probs[:, c], y == c) for c in range(probs.shape[1])]
-        return float(np.nanmean(values))
-    raise ValueError(f"unknown metric {name!r}")
 
 
 # ------------------------------------------------------------------------------------- paired tests

@@ -105,3 +105,65 @@ def metric_value(metrics: dict[str, Any], name: str) -> float:
 
 def is_nan(value: float) -> bool:
     return isinstance(value, float) and math.isnan(value)
+
+
+# ------------------------------------------------------------------------- fast main metric, selection
+
+
+def _auroc(scores: np.ndarray, positives: np.ndarray) -> float:
+    n_pos = positives.sum()
+    n_neg = len(positives) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    from scipy.stats import rankdata
+
+    ranks = rankdata(scores, method="average")
+    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def fast_metric(name: str, probs: np.ndarray, y: np.ndarray, thresholds: np.ndarray | None = None) -> float:
+    """The main metric alone, in NumPy: accuracy, macro_f1, balanced_accuracy, auroc (single-label) or
+    micro_f1/macro_f1 (multi-label, LexGLUE's extra "none" label). Same values as the shipped `evaluate`
+    modules (tested); used where one number is needed many times: model selection and the bootstrap."""
+    if y.ndim == 2:
+        pred = (probs >= thresholds[None, :]).astype(np.int64)
+        pred = np.concatenate([pred, (pred.sum(1) == 0)[:, None]], 1)
+        ref = np.concatenate([y, (y.sum(1) == 0)[:, None]], 1).astype(np.int64)
+        tp = (pred & ref).sum(0)
+        fp = (pred & (1 - ref)).sum(0)
+        fn = ((1 - pred) & ref).sum(0)
+        if name == "micro_f1":
+            denom = 2 * tp.sum() + fp.sum() + fn.sum()
+            return float(2 * tp.sum() / denom) if denom else 0.0
+        denom = 2 * tp + fp + fn
+        return float(np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0).mean())
+    pred = probs.argmax(1)
+    if name == "accuracy":
+        return float((pred == y).mean())
+    if name == "balanced_accuracy":
+        return float(np.mean([(pred[y == c] == c).mean() for c in np.unique(y)]))
+    if name == "macro_f1":
+        scores = []
+        for c in np.union1d(pred, y):
+            denom = (pred == c).sum() + (y == c).sum()
+            scores.append(2 * ((pred == c) & (y == c)).sum() / denom if denom else 0.0)
+        return float(np.mean(scores))
+    if name == "auroc":
+        if probs.shape[1] == 2:
+            return _auroc(probs[:, 1], y == 1)
+        values = [_auroc(probs[:, c], y == c) for c in range(probs.shape[1])]
+        return float(np.nanmean(values))
+    raise ValueError(f"unknown metric {name!r}")
+
+
+def selection_score(probs: np.ndarray, y: np.ndarray, main_metric: str) -> tuple[float, np.ndarray | None]:
+    """Validation score used for model selection, and the multi-label thresholds chosen on the same split.
+
+    Multi-label: per-label thresholds that maximise F1 on these probabilities first, then the metric at
+    them. An undefined score (e.g. AUROC with one class present) becomes -inf, so it is never selected.
+    """
+    probs = np.asarray(probs, np.float64)
+    _check_finite(probs)
+    thresholds = choose_thresholds(probs, y) if np.asarray(y).ndim == 2 else None
+    score = fast_metric(main_metric, probs, np.asarray(y), thresholds)
+    return (-np.inf if math.isnan(score) else score), thresholds

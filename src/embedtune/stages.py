@@ -23,7 +23,7 @@ from .embeddings import ensure_embeddings, load_embeddings
 from .io import read_json, seed_everything, write_csv, write_json, write_npz
 from .metrics import compute_metrics
 from .params import Params, is_multi_label, task_kind
-from .probe import classic_features, fit_classic, fit_probe, probe_flops
+from .probe import classic_features, fit_classic, fit_probe
 
 MAIN_METRICS = {"single": ("accuracy", "macro_f1", "balanced_accuracy", "auroc", "ece"),
                 "multi": ("micro_f1", "macro_f1")}
@@ -200,7 +200,7 @@ def probe_stage(params: Params, task: str, *, root: Path = Path("."), device: st
                 "infer_seconds": infer_seconds, "infer_samples_per_s": len(y["test"]) / max(infer_seconds, 1e-9),
                 "peak_mem_mib": cost.peak_mem_mib, "trainable_params": trainable,
                 "total_params": trainable + (backbone_params or 0),
-                "train_flops": probe_flops(len(index), emb["train"].shape[1], n_outputs, info["function_evals"]),
+                "train_flops": info["flops"],
                 "device": device_name(device), "cost": price(cost.seconds, params.scale.finetune.price_per_device_hour),
             })
             classic_rows.append(_classic_run(data, index, y, seed=int(seed), budget=int(budget), task=task,
@@ -253,7 +253,7 @@ def finetune_config(params: Params, task: str, method: str, seed: int) -> Any:
     return TrainConfig(method=method, epochs=ft.epochs, batch_size=ft.batch_size, lr=lr, head_lr=ft.head_lr,
                        lora_rank=ft.lora_rank, warmup_frac=ft.warmup_frac, weight_decay=ft.weight_decay,
                        grad_accum=ft.grad_accum, grad_clip=ft.grad_clip, patience=ft.patience,
-                       min_steps=ft.min_steps, class_weights=ft.class_weights, bn_mode=ft.bn_mode,
+                       min_steps=ft.min_steps, length_grouping=ft.length_grouping, class_weights=ft.class_weights, bn_mode=ft.bn_mode,
                        main_metric=params.task(task).main_metric, seed=seed)
 
 
