@@ -184,3 +184,24 @@ def test_lora_on_efficientnet_pointwise_convs(effnet) -> None:
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     assert any("_project_conv.lora_A" in n for n in names) and "head.weight" in names
     assert count_parameters(model)[0] < 0.1 * count_parameters(build_model(copy.deepcopy(effnet), 2, method="full"))[0]
+
+
+def test_length_grouped_order_keeps_passes_and_groups_lengths() -> None:
+    """Every item once per pass, no batch spanning passes, similar lengths within a micro-batch, seeded."""
+    from embedtune.engine import length_grouped_order
+
+    lengths = np.random.default_rng(0).integers(5, 60, 100)
+    rng = np.random.default_rng([3, 0])
+    order = np.concatenate([rng.permutation(100) for _ in range(2)])
+    grouped = length_grouped_order(order, lengths, pass_size=100, micro_batch=10, group=4,
+                                   rng=np.random.default_rng(1))
+    for p in range(2):
+        assert sorted(grouped[p * 100:(p + 1) * 100]) == list(range(100))
+    padded = lambda o: sum(10 * lengths[o[i:i + 10]].max() for i in range(0, len(o), 10))  # noqa: E731
+    assert padded(grouped) < 0.8 * padded(order)
+    again = length_grouped_order(order, lengths, pass_size=100, micro_batch=10, group=4, rng=np.random.default_rng(1))
+    assert np.array_equal(grouped, again)
+    # a short pass (2 micro-batches) groups by at most one: batch composition stays random
+    short = np.random.default_rng(2).permutation(20)
+    assert np.array_equal(length_grouped_order(short, lengths, pass_size=20, micro_batch=10, group=4,
+                                               rng=np.random.default_rng(1)), short)

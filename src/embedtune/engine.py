@@ -13,6 +13,9 @@ restarted run resumes from. Data order and dropout are seeded by (seed, epoch), 
 reproduces an uninterrupted one. A non-finite loss stops the run; on a GPU an out-of-memory error
 halves the micro-batch and doubles accumulation (the effective batch stays the same).
 
+Text micro-batches are drawn from small length-sorted groups of a shuffled pass (``length_grouping``
+micro-batches per group; `length_grouped_order`), which cuts padding; AdamW runs fused.
+
 An "epoch" is ``passes`` passes over the budget subset, with ``passes = ceil(min_steps / (epochs ×
 steps per pass))`` so that tiny budgets still get ``min_steps`` optimizer steps.
 """
@@ -36,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbones import Encoder, length_sorted_batches
-from .metrics import choose_thresholds, compute_metrics, metric_value
+from .metrics import selection_score
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -57,6 +60,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     patience: int = 2
     min_steps: int = 0
+    length_grouping: int = 1
     class_weights: bool = True
     bn_mode: str = "frozen"  # "frozen" | "recalibrate" | "train" (see set_batchnorm_mode)
     dropout: float = 0.1
@@ -229,9 +233,9 @@ def predict(model: nn.Module, encoder: Encoder, items: Any, *, batch_size: int, 
     return out
 
 
-def _evaluate(probs: np.ndarray, y: np.ndarray, main_metric: str) -> tuple[float, np.ndarray | None]:
-    thresholds = choose_thresholds(probs, y) if y.ndim == 2 else None
-    return metric_value(compute_metrics(probs, y, thresholds=thresholds), main_metric), thresholds
+def _finite_or_nan(score: float) -> float:
+    """History stores an undefined metric as NaN (reported as such), never as -inf."""
+    return score if math.isfinite(score) else float("nan")
 
 
 def _val_loss(probs: np.ndarray, y: np.ndarray) -> float:
@@ -262,10 +266,14 @@ def train(model: Classifier, *, train_items: Any, train_y: np.ndarray, val_items
     passes = max(1, math.ceil(config.min_steps / (config.epochs * steps_per_pass)))
     total_steps = steps_per_pass * passes * config.epochs
     model.to(device)
-    optimizer = torch.optim.AdamW(_param_groups(model, config))
+    # one fused kernel for every parameter's AdamW update (CPU and CUDA); PyTorch's default on the CPU is a
+    # Python loop over parameters, which costs ~15% of a MiniLM step on 2 cores
+    fused = device.type in ("cpu", "cuda") and all(p.dtype == torch.float32 for p in model.parameters())
+    optimizer = torch.optim.AdamW(_param_groups(model, config), fused=fused or None)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_frac * total_steps), total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     raw = accelerator.unwrap_model(model)
+    lengths = raw_lengths(raw, train_items) if config.length_grouping > 1 else None
 
     state_path = checkpoint_dir / "state.pt" if checkpoint_dir else None
     start_epoch, history, best = 0, [], {"score": -math.inf, "epoch": -1, "state": None, "thresholds": None}
@@ -297,6 +305,9 @@ def train(model: Classifier, *, train_items: Any, train_y: np.ndarray, val_items
         rng = np.random.default_rng([config.seed, epoch])
         torch.manual_seed(config.seed * 100_003 + epoch)  # dropout stream of this epoch
         order = np.concatenate([rng.permutation(n) for _ in range(passes)])
+        if lengths is not None:
+            order = length_grouped_order(order, lengths, pass_size=n, micro_batch=micro_batch,
+                                         group=config.length_grouping, rng=rng)
         epoch_start = time.perf_counter()
         snapshot = None
         if device.type == "cuda":  # kept to retry the epoch after an out-of-memory error
@@ -324,12 +335,11 @@ def train(model: Classifier, *, train_items: Any, train_y: np.ndarray, val_items
             recalibrate_batchnorm(raw, train_items, batch_size=max(micro_batch, 32), device=device)
         val_probs = predict(model, raw.encoder, val_items, batch_size=max(micro_batch, 64), device=device,
                                multi_label=multi_label)
-        val_score, thresholds = _evaluate(val_probs, val_y, config.main_metric)
-        train_score, _ = _evaluate(train_probs, train_targets, config.main_metric)
+        score, thresholds = selection_score(val_probs, val_y, config.main_metric)  # undefined → -inf
+        train_score, _ = selection_score(train_probs, train_targets, config.main_metric)
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": _val_loss(val_probs, val_y),
-                        "train_metric": train_score, "val_metric": val_score,
+                        "train_metric": _finite_or_nan(train_score), "val_metric": _finite_or_nan(score),
                         "lr": float(scheduler.get_last_lr()[0]), "seconds": time.perf_counter() - epoch_start})
-        score = -math.inf if math.isnan(val_score) else val_score
         if score > best["score"]:
             best = {"score": score, "epoch": epoch, "state": copy.deepcopy(raw.state_dict()), "thresholds": thresholds}
             bad_epochs = 0
@@ -342,6 +352,40 @@ def train(model: Classifier, *, train_items: Any, train_y: np.ndarray, val_items
     return TrainResult(best_epoch=best["epoch"], best_val_score=best["score"], history=history,
                        thresholds=best["thresholds"], steps=steps_done, micro_batch=micro_batch,
                        grad_accum=grad_accum, resumed_from_epoch=resumed, extra={"passes_per_epoch": passes})
+
+
+def raw_lengths(model: nn.Module, items: Any) -> np.ndarray | None:
+    """Token lengths of text items (None for images: all the same size, nothing to group)."""
+    encoder = model.encoder
+    return encoder.lengths(items) if encoder.kind == "text" else None
+
+
+def length_grouped_order(order: np.ndarray, lengths: np.ndarray, *, pass_size: int, micro_batch: int, group: int,
+                         rng: np.random.Generator) -> np.ndarray:
+    """Reorder each pass of a shuffled `order` so that micro-batches hold items of similar token length.
+
+    Each pass (``pass_size`` items of one permutation) is cut into groups of ``group`` micro-batches; a group
+    is sorted by length, cut into micro-batches, and those micro-batches are shuffled. The group shrinks to
+    half a pass when a pass is short, so batch composition stays random from pass to pass; a group never
+    spans two passes (no item twice in a micro-batch). Padding falls (MiniLM on Rotten Tomatoes, batch 16:
+    processed tokens 1.77× the real ones at group 1, 1.23× at group 4) while every item is still seen
+    once per pass. The pass's short final micro-batch (if any) stays last, where an ungrouped pass has it.
+    """
+    batches_per_pass = math.ceil(pass_size / micro_batch)
+    group = max(1, min(group, batches_per_pass // 2))
+    if group == 1:
+        return order
+    out = []
+    for start in range(0, len(order), pass_size):
+        one_pass = order[start:start + pass_size]
+        for g in range(0, len(one_pass), group * micro_batch):
+            chunk = one_pass[g:g + group * micro_batch]
+            chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+            batches = [chunk[i:i + micro_batch] for i in range(0, len(chunk), micro_batch)]
+            full = [b for b in batches if len(b) == micro_batch]
+            out.extend(full[i] for i in rng.permutation(len(full)))
+            out.extend(b for b in batches if len(b) < micro_batch)  # a pass's short batch stays its last
+    return np.concatenate(out)
 
 
 def _run_epoch(model: nn.Module, raw: Classifier, optimizer: Any, scheduler: Any, accelerator: Any, *,

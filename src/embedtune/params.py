@@ -92,6 +92,7 @@ class FinetuneParams:
     grad_clip: float = 1.0
     patience: int = 2  # epochs without validation gain before stopping
     min_steps: int = 0  # optimizer steps a run gets at least (tiny budgets repeat passes per epoch)
+    length_grouping: int = 1  # text: micro-batches per length-sorted group (engine.length_grouped_order); 1 = off
     max_val: int | None = None  # fixed validation subset used for early stopping
     class_weights: bool = True
     bn_mode: Literal["frozen", "recalibrate", "train"] = "frozen"  # BatchNorm policy (engine.set_batchnorm_mode)
@@ -238,6 +239,9 @@ def parse_params(raw: dict[str, Any], *, profile: str | None = None) -> Params:
         for size in (*prof.budgets.sizes, *prof.budgets.probe_only_sizes):
             if size != "all" and size < 2:
                 raise ParamsError(f"profiles.{name}.budgets.sizes: bad value {size}; budgets must be >= 2")
+        if prof.finetune.length_grouping < 1:
+            raise ParamsError(f"profiles.{name}.finetune.length_grouping: bad value {prof.finetune.length_grouping}; "
+                              "allowed values: integers >= 1 (1 = no grouping)")
         for task_name in prof.embed.task_backbones:
             if task_name not in tasks:
                 raise ParamsError(
