@@ -37,6 +37,16 @@ def save_figure(fig: Any, path: str | Path) -> Path:
 def learning_curve_figure(results: pd.DataFrame, metric: str, *, title: str = "") -> Any:
     """Metric vs label budget (log axis), mean ± one standard deviation over seeds, one line per method."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    plot_learning_curves(ax, results, metric)
+    ax.set_xlabel("labelled training examples (log scale)")
+    ax.set_ylabel(metric)
+    ax.set_title(title or f"{metric} vs label budget (mean ± sd over seeds)")
+    ax.legend()
+    return fig
+
+
+def plot_learning_curves(ax: Any, results: pd.DataFrame, metric: str) -> None:
+    """One line per method on `ax`: mean of `metric` per budget with a ± one sd band over seeds."""
     for method in [m for m in METHOD_ORDER if m in set(results["method"])]:
         stats = results[results["method"] == method].groupby("budget")[metric].agg(["mean", "std"]).fillna(0)
         x = stats.index.to_numpy()
@@ -44,12 +54,7 @@ def learning_curve_figure(results: pd.DataFrame, metric: str, *, title: str = ""
         ax.fill_between(x, stats["mean"] - stats["std"], stats["mean"] + stats["std"], alpha=0.15,
                         color=COLORS.get(method))
     ax.set_xscale("log")
-    ax.set_xlabel("labelled training examples (log scale)")
-    ax.set_ylabel(metric)
-    ax.set_title(title or f"{metric} vs label budget (mean ± sd over seeds)")
     ax.grid(alpha=0.3)
-    ax.legend()
-    return fig
 
 
 def confusion_figure(y: np.ndarray, probs: np.ndarray, label_names: list[str], *,

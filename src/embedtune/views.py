@@ -215,14 +215,8 @@ def summary_figure(view: dict[str, Any], root: Path) -> Path:
     for ax, task in zip(axes[0], tasks):
         results = compare.load_results(TaskPaths(root, task).results)
         metric = view["headlines"][task]["metric"]
-        for method in [m for m in compare.METHOD_ORDER if m in set(results["method"])]:
-            stats = results[results["method"] == method].groupby("budget")[metric].agg(["mean", "std"]).fillna(0)
-            ax.plot(stats.index, stats["mean"], marker="o", label=method, color=reports.COLORS.get(method))
-            ax.fill_between(stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"], alpha=0.15,
-                            color=reports.COLORS.get(method))
-        ax.set_xscale("log")
+        reports.plot_learning_curves(ax, results, metric)
         ax.set(title=task, xlabel="labelled examples (log)", ylabel=metric)
-        ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.suptitle("test metric vs label budget, mean ± sd over seeds")
     fig.tight_layout()
