@@ -55,7 +55,7 @@ lab: $(STAMP)  ## open JupyterLab on the notebooks
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/jupyter lab notebooks
 
 bench: $(STAMP)  ## benchmarks against sentence-transformers, HF Trainer, scikit-learn; writes reports/benchmarks.md
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python benchmarks/run_all.py
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python benchmarks/run_all.py $(if $(CPU_RUN),--cpu-run "$(CPU_RUN)")
 
 clean:  ## remove caches (not the venv)
 	rm -rf .pytest_cache .ruff_cache

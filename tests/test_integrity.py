@@ -8,6 +8,11 @@ covered by a key the stage declares in ``dvc.yaml``, and every declared key must
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -104,3 +109,44 @@ def test_each_stage_declares_exactly_the_params_it_reads(project) -> None:
         if name == "prepare":
             declared = {d for d in declared if d != "data_root"} | {"data_root"}
         _check(log, declared, name)
+
+
+def _stages_ran(output: str) -> list[str]:
+    return sorted(set(re.findall(r"Running stage '([^']+)'", output)))
+
+
+@pytest.mark.slow
+def test_dvc_reruns_exactly_the_dependent_stages_and_a_second_repro_is_a_noop(project) -> None:
+    """The real stage definitions (prepare → embed → probe, for the tiny text task) under DVC: a first
+    `dvc repro` runs them, a second runs nothing, a probe key re-runs only the probe, an embed key re-runs the
+    embedding (and what reads it) but never the data preparation."""
+    work = project["root"]
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    subset = {}
+    for name in ("prepare", "embed", "probe"):
+        subset[name] = {**stages[name], "foreach": ["toytext"]}
+    (work / "dvc.yaml").write_text(yaml.safe_dump({"stages": subset}, sort_keys=False))
+    shutil.copytree(REPO / "src", work / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copytree(REPO / "notebooks", work / "notebooks")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    dvc = str(Path(sys.executable).parent / "dvc")
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        proc = subprocess.run([dvc, *args], cwd=work, capture_output=True, text=True, env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc
+
+    def edit(section: str, key: str) -> None:
+        raw = yaml.safe_load(project["params_path"].read_text())
+        raw["profiles"]["smoke"][section][key] += 1
+        project["params_path"].write_text(yaml.safe_dump(raw, sort_keys=False))
+
+    run("init", "--no-scm")
+    assert _stages_ran(run("repro").stdout) == ["embed@toytext", "prepare@toytext", "probe@toytext"]
+    assert _stages_ran(run("repro").stdout) == []
+    edit("probe", "max_iter")
+    assert _stages_ran(run("repro", "--dry").stdout) == ["probe@toytext"]
+    edit("embed", "batch_size")
+    ran = _stages_ran(run("repro").stdout)
+    assert "prepare@toytext" not in ran and {"embed@toytext", "probe@toytext"} <= set(ran)
+    assert _stages_ran(run("repro").stdout) == []

