@@ -4,8 +4,9 @@ Probe protocol (one run = one label budget × seed, from the shared nested subse
 1. Standardise features with the mean and std of the budget's train rows (inside the probe).
 2. For every C in the params grid (small to large C, each fit warm-started from the previous one), fit
    L2-regularised logistic regression on the budget's rows: softmax for single-label, one-vs-rest
-   sigmoids for multi-label. The objective is scikit-learn's, ``C·Σ loss + ½‖W‖²``, minimised by
-   full-batch L-BFGS with analytic gradients to a largest gradient entry below 1e-5.
+   sigmoids for multi-label. The objective is scikit-learn's, ``C·Σ loss + ½‖W‖²``, minimised to a
+   largest gradient entry below 1e-5 by damped Newton steps (L-BFGS when a problem is large) in the row
+   space of the standardised budget features — exact, by the representer theorem (`fit_probe`).
 3. Pick C by the task's main metric on the validation split (ties → smaller C, i.e. stronger
    regularisation). For multi-label, the per-label thresholds are chosen on validation too.
 4. Keep the path's solution at the chosen C: the objective is strictly convex, so it is that C's optimum
