@@ -52,11 +52,16 @@ def stats(times: list[float], n: int) -> dict[str, float]:
 
 
 def sentiment_texts(n: int) -> list[str]:
+    return sentiment_examples(n)[0]
+
+
+def sentiment_examples(n: int) -> tuple[list[str], np.ndarray]:
+    """The first `n` Rotten Tomatoes training snippets and their labels (0 = negative, 1 = positive)."""
     from embedtune.data import load_raw
     from embedtune.params import TaskParams
 
     data = load_raw("sentiment", TaskParams(source="rotten_tomatoes", main_metric="accuracy"), REPO)
-    return data.splits["train"].x[:n]
+    return data.splits["train"].x[:n], np.asarray(data.splits["train"].y[:n], np.int64)
 
 
 def bench_embeddings(repeats: int, n: int) -> dict:
@@ -108,8 +113,7 @@ def bench_finetune(repeats: int, steps: int, batch: int, bf16_steps: int) -> dic
     from embedtune.engine import TrainConfig, build_model, train
 
     n = steps * batch
-    texts = sentiment_texts(n)
-    labels = np.arange(n) % 2
+    texts, labels = sentiment_examples(n)
     base = load_backbone("pkg:all-minilm-l6-v2", kind="text", max_length=128)
     from embedtune.params import load_params
 
@@ -164,7 +168,8 @@ def bench_finetune(repeats: int, steps: int, batch: int, bf16_steps: int) -> dic
             "trainer_bf16_autocast": stats(t_hf16, bf16_steps * batch), "bf16_steps": bf16_steps,
             "loss_trainer_fp32_bf16_steps": loss_hf32_short, "ratio": statistics.median(t_hf) / statistics.median(t_ours),
             "loss_ours": loss_ours, "loss_trainer": loss_hf, "loss_trainer_bf16": loss_hf16,
-            "note": "ours includes one validation pass over 8 examples; both report the mean training loss"}
+            "note": "ours includes one validation pass over 8 examples; both report the mean training loss over the "
+                    "run, on the real sentiment labels"}
 
 
 def bench_probe(repeats: int, max_budget: int) -> dict:
@@ -242,12 +247,16 @@ def bench_probe(repeats: int, max_budget: int) -> dict:
 
 
 def bench_pipeline() -> dict:
+    """`dvc repro` on an up-to-date pipeline (timed only when `dvc status` says nothing changed: otherwise it
+    would run the pipeline), and the stages a probe-parameter change would re-run (`--dry`, params restored)."""
     dvc = str(Path(sys.executable).parent / "dvc")
-    start = time.perf_counter()
-    proc = subprocess.run([dvc, "repro", "--dry"], cwd=REPO, capture_output=True, text=True)
     status = subprocess.run([dvc, "status"], cwd=REPO, capture_output=True, text=True)
-    noop = time.perf_counter() - start
     up_to_date = "Data and pipelines are up to date" in status.stdout
+    noop, repro_rc = None, None
+    if up_to_date:
+        start = time.perf_counter()
+        repro_rc = subprocess.run([dvc, "repro"], cwd=REPO, capture_output=True, text=True).returncode
+        noop = time.perf_counter() - start
     params_text = (REPO / "params.yaml").read_text()
     changed = params_text.replace("max_iter: 300}", "max_iter: 301}", 1)
     would_run: list[str] = []
@@ -258,7 +267,7 @@ def bench_pipeline() -> dict:
             would_run = sorted({line.split("'")[1] for line in dry.splitlines() if line.startswith("Running stage")})
         finally:
             (REPO / "params.yaml").write_text(params_text)
-    return {"noop_seconds": noop, "up_to_date": up_to_date, "dry_run_rc": proc.returncode,
+    return {"noop_seconds": noop, "up_to_date": up_to_date, "repro_rc": repro_rc,
             "probe_param_change_reruns": would_run}
 
 
@@ -291,6 +300,10 @@ def report(results: dict, repeats: int) -> str:
              f"**Ratio (ours / sentence-transformers): {e['ratio']:.2f}×** (target ≥ 1.3×: "
              f"{'met' if e['ratio'] >= 1.3 else 'missed'}). Agreement: cosine min {e['cosine_min']:.6f}, "
              f"mean {e['cosine_mean']:.6f} (target > 0.999).", "",
+             ("Why the target is missed: " if e["ratio"] < 1.3 else "Note: ") +
+             "at fp32 both tools spend most of the time in the same BERT matrix multiplications (78% of CPU time "
+             "in `aten::addmm` in a torch-profiler run of MiniLM on 64 × 27 tokens), so the only work ours can save is padding, and on these short snippets that is worth at "
+             "most the ceiling below.", "",
              f"Padding: the {e['real_tokens']} real tokens become {e['padded_tokens_ours']} processed tokens with our "
              f"token-length sort and {e['padded_tokens_st']} with sentence-transformers' character-length sort "
              f"(batch 64). Both run the same BERT kernels, so with time ∝ tokens the most that padding can buy is "
@@ -312,25 +325,31 @@ def report(results: dict, repeats: int) -> str:
              f"{'met' if f['ratio'] >= 1.2 else 'missed'}); without length grouping {f['ratio_ungrouped']:.2f}×. "
              f"{f['note']}.", "",
              "Where the difference comes from: both run the same BERT kernels and a fused AdamW (Trainer's default "
-             "`adamw_torch_fused`; ours since this benchmark showed PyTorch's per-parameter loop costing ~15%). "
+             "`adamw_torch_fused`; ours since a profile of this benchmark showed PyTorch's per-parameter CPU loop taking ~17% of a step). "
              "The gain is padding: a random batch of 16 snippets pads to its longest one, and grouping micro-batches "
              "by length inside small random groups (`finetune.length_grouping`, see `engine.length_grouped_order`) "
              "cuts the processed tokens. Trainer offers the same idea as `group_by_length=True` (not timed here). "
              "Grouping changes which examples share a batch, so the loss after N steps differs a little.", "",
              f"## 3. Probe fitting (budget × seed × C sweep on the cached embeddings, budgets ≤ "
              f"{results['probe_max_budget']})", "",
-             "| task | fits | embedtune (warm-started L-BFGS path) | scikit-learn LogisticRegression | ratio | "
-             "mean test metric ours / sklearn | max |Δ| (points) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+             "| task | fits | embedtune (warm-started Newton path in the row space) | scikit-learn LogisticRegression | "
+             "ratio | mean test metric ours / sklearn | mean Δ (points) | largest per-run |Δ| (points) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for task, r in p.items():
         lines.append(f"| {task} | {r['fits']} | {r['ours']['median_s']:.2f} s | {r['sklearn']['median_s']:.2f} s | "
                      f"{r['ratio']:.2f}× | {r['mean_test_ours']:.4f} / {r['mean_test_sklearn']:.4f} "
-                     f"({r['metric']}) | {r['max_abs_diff_points']:.2f} |")
-    met = all(r["ratio"] >= 3 for r in p.values())
-    lines += ["", f"Target ≥ 3× faster with test metric within 0.5 points: {'met' if met else 'missed'} "
-              "(see the table; the multi-label legal task is left out here: sklearn needs a one-vs-rest wrapper).", "",
+                     f"({r['metric']}) | {r['mean_diff_points']:+.2f} | {r['max_abs_diff_points']:.2f} |")
+    fast = all(r["ratio"] >= 3 for r in p.values())
+    close = all(abs(r["mean_diff_points"]) <= 0.5 for r in p.values())
+    lines += ["", f"Target ≥ 3× faster: {'met' if fast else 'missed'}; mean test metric within 0.5 points: "
+              f"{'met' if close else 'missed'}. Single runs can differ by more: for two classes our softmax "
+              "penalises both weight rows, which is scikit-learn's binary model at twice the C, so the same C grid "
+              "is a shifted grid and validation sometimes picks a different C. The multi-label legal task is left "
+              "out: scikit-learn needs a one-vs-rest wrapper there.", "",
               "## 4. Pipeline", "",
-              f"- `dvc status` + `dvc repro --dry` with nothing changed: {pl['noop_seconds']:.1f} s "
-              f"(up to date: {pl['up_to_date']}; target < 10 s).",
+              (f"- `dvc repro` with nothing changed: {pl['noop_seconds']:.1f} s (target < 10 s: "
+               f"{'met' if pl['noop_seconds'] < 10 else 'missed'})." if pl["noop_seconds"] is not None else
+               "- `dvc repro` no-op: not timed — `dvc status` showed changes, so it would have run the pipeline."),
               f"- Changing `profiles.cpu.probe.max_iter` would re-run: {', '.join(pl['probe_param_change_reruns']) or '—'} "
               "(no prepare, embed or finetune stage).",
               f"- Full `cpu` profile run (`dvc repro` from scratch): {results.get('cpu_run', 'see README')}.", "",

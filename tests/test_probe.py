@@ -35,6 +35,19 @@ def test_same_objective_as_sklearn_multinomial() -> None:
     assert np.abs(ours - ref).max() < 1e-4
 
 
+@pytest.mark.parametrize("k", [2, 3])
+def test_lbfgs_fallback_reaches_the_same_optimum(monkeypatch, k) -> None:
+    """Large problems go to L-BFGS instead of Newton: same objective, same solution."""
+    import embedtune.probe as probe
+
+    x, y = _blobs(300, k=k, seed=7)
+    x = ((x - x.mean(0)) / x.std(0)).astype(np.float64)
+    newton = fit_logreg(x, y, c=0.5, multi_label=False, n_outputs=k, tol=1e-8)
+    monkeypatch.setattr(probe, "NEWTON_MAX_UNKNOWNS", 1)
+    lbfgs = fit_logreg(x, y, c=0.5, multi_label=False, n_outputs=k, max_iter=2000, tol=1e-8)
+    assert np.abs(newton.weight - lbfgs.weight).max() < 1e-4
+
+
 def test_multilabel_objective_matches_per_label_sklearn() -> None:
     """One-vs-rest sigmoids: each label's column is scikit-learn's binary logistic regression at the same C."""
     rng = np.random.default_rng(5)
