@@ -37,7 +37,9 @@ def test_image_encoder_grey_to_rgb_and_resize(tiny_image_model_dir) -> None:
 
 def test_packaged_backbones_load_offline() -> None:
     text = load_backbone("pkg:all-minilm-l6-v2", kind="text", max_length=32)
-    assert text.dim == 384 and text.lora_targets() == ["query", "value"]
+    targets = text.lora_targets()  # every attention and MLP projection of the 6 blocks, not the pooler
+    assert text.dim == 384 and len(targets) == 36 and not any("pooler" in t for t in targets)
+    assert {t.rsplit(".", 1)[-1] for t in targets} == {"query", "key", "value", "dense"}
     image = load_backbone("pkg:efficientnet-lite0", kind="image", image_size=32)
     out = encode(image, np.zeros((2, 28, 28), np.uint8), progress=False)
     assert out.shape == (2, 1280) and np.isfinite(out).all()

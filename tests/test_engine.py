@@ -37,7 +37,7 @@ def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _cfg(method: str, **kw) -> TrainConfig:
-    base = dict(method=method, epochs=2, batch_size=8, lr=1e-3, head_lr=1e-2, min_steps=6, patience=5,
+    base = dict(method=method, max_epochs=2, evals_per_run=2, batch_size=8, lr=1e-3, head_lr=1e-2, min_steps=6, patience=5,
                 main_metric="accuracy", seed=0, lora_rank=2)
     base.update(kw)
     return TrainConfig(**base)
@@ -79,7 +79,7 @@ def test_loss_falls_and_learns_toy_task(text_setup) -> None:
     enc, x, y = text_setup
     model = build_model(copy.deepcopy(enc), 2, method="full")
     result = train(model, train_items=x[:80], train_y=y[:80], val_items=x[80:], val_y=y[80:],
-                   config=_cfg("full", epochs=4, min_steps=40), progress=False)
+                   config=_cfg("full", max_epochs=4, evals_per_run=4, min_steps=40), progress=False)
     losses = [h["train_loss"] for h in result.history]
     assert losses[-1] < losses[0]
     probs = predict(model, model.encoder, x[80:], batch_size=16, device=torch.device("cpu"), multi_label=False)
@@ -104,7 +104,7 @@ class _Interrupt(Exception):
 
 def test_kill_and_resume_matches_uninterrupted(text_setup, tmp_path) -> None:
     enc, x, y = text_setup
-    cfg = _cfg("full", epochs=3, min_steps=9)
+    cfg = _cfg("full", max_epochs=3, evals_per_run=3, min_steps=9)
     torch.manual_seed(0)
     reference = build_model(copy.deepcopy(enc), 2, method="full")
     ref = train(reference, train_items=x[:40], train_y=y[:40], val_items=x[80:], val_y=y[80:], config=cfg,
@@ -150,7 +150,7 @@ def test_batchnorm_frozen_keeps_pretrained_statistics(effnet) -> None:
     bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
     before = bn.running_mean.clone()
     train(model, train_items=x[:32], train_y=y[:32], val_items=x[32:], val_y=y[32:],
-          config=_cfg("full", epochs=1, min_steps=2, bn_mode="frozen", main_metric="auroc"), progress=False)
+          config=_cfg("full", max_epochs=1, evals_per_run=1, min_steps=2, bn_mode="frozen", main_metric="auroc"), progress=False)
     assert torch.equal(bn.running_mean, before)
 
 

@@ -21,7 +21,7 @@ def test_engine_trains_on_gpu_with_bf16(tiny_text_model_dir) -> None:
     frame = make_text_rows(120)
     x, y = frame["text"].tolist(), (frame["label"] == "pos").to_numpy(np.int64)
     model = build_model(copy.deepcopy(enc), 2, method="full")
-    cfg = TrainConfig(method="full", epochs=4, batch_size=8, lr=1e-3, head_lr=1e-2, min_steps=40, patience=5,
+    cfg = TrainConfig(method="full", max_epochs=4, evals_per_run=4, batch_size=8, lr=1e-3, head_lr=1e-2, min_steps=40, patience=5,
                       main_metric="accuracy", seed=0)
     train(model, train_items=x[:80], train_y=y[:80], val_items=x[80:], val_y=y[80:], config=cfg, progress=False)
     assert next(model.parameters()).is_cuda

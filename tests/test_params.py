@@ -25,9 +25,9 @@ def test_repository_params_validate_for_every_profile() -> None:
 
 
 @pytest.mark.parametrize(("mutate", "expected"), [
-    (lambda r: r["profiles"]["cpu"]["probe"].update(c_gird=[1.0]), r"profiles\.cpu\.probe: unknown key\(s\) \['c_gird'\]; allowed keys: \['c_grid', 'max_iter'\]"),
-    (lambda r: r["profiles"]["cpu"]["finetune"].update(epochs="three"), r"profiles\.cpu\.finetune\.epochs: bad value 'three'; expected an integer"),
-    (lambda r: r["profiles"]["cpu"]["finetune"].update(methods=["full", "prompt"]), r"methods\[1\]: bad value 'prompt'; allowed values: \['full', 'lp_ft', 'lora'\]"),
+    (lambda r: r["profiles"]["cpu"]["probe"].update(c_gird=[1.0]), r"profiles\.cpu\.probe: unknown key\(s\) \['c_gird'\]; allowed keys: \['c_grid', 'grid_extensions', 'max_iter'\]"),
+    (lambda r: r["profiles"]["cpu"]["finetune"].update(max_epochs="three"), r"profiles\.cpu\.finetune\.max_epochs: bad value 'three'; expected an integer"),
+    (lambda r: r["profiles"]["cpu"]["finetune"].update(methods=["full", "prompt"]), r"methods\[1\]: bad value 'prompt'; allowed values: \['full', 'lp_ft', 'lora', 'partial'\]"),
     (lambda r: r["tasks"]["medical"].update(main_metric="f2"), r"tasks\.medical\.main_metric: bad value 'f2'; allowed values"),
     (lambda r: r["tasks"]["legal"].update(source="web"), r"tasks\.legal\.source: bad value 'web'"),
     (lambda r: r.update(profile="tpu"), r"profile: bad value 'tpu'; allowed values: \['cpu', 'gpu', 'smoke'\]"),

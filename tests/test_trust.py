@@ -27,7 +27,7 @@ SCRIPT = textwrap.dedent("""
     enc = load_backbone({model!r}, kind="text", max_length=16)
     frame = make_text_rows(120)
     x, y = frame["text"].tolist(), (frame["label"] == "pos").to_numpy(np.int64)
-    cfg = TrainConfig(method={method!r}, epochs=3, batch_size=8, lr=1e-3, head_lr=1e-2, min_steps=9, patience=5,
+    cfg = TrainConfig(method={method!r}, max_epochs=3, evals_per_run=3, batch_size=8, lr=1e-3, head_lr=1e-2, min_steps=9, patience=5,
                       main_metric="accuracy", seed=0, lora_rank=2, length_grouping=4)
     probe_head = (np.full((2, enc.dim), 0.01, np.float32), np.zeros(2, np.float32))
     model = build_model(copy.deepcopy(enc), 2, method={method!r}, lora_rank=2, probe_head=probe_head)

@@ -88,11 +88,8 @@ class TextEncoder(Encoder):
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
     def lora_targets(self) -> list[str]:
-        names = {n.rsplit(".", 1)[-1] for n, m in self.model.named_modules() if isinstance(m, nn.Linear)}
-        for pair in (["query", "value"], ["q_proj", "v_proj"], ["q_lin", "v_lin"], ["c_attn"]):
-            if set(pair) <= names:
-                return pair
-        raise BackboneError(f"{self.model_id}: no attention projections found for LoRA among {sorted(names)}")
+        """Every attention and MLP projection (each nn.Linear inside the transformer blocks; not the pooler)."""
+        return block_linears(self.model, self.model_id)
 
 
 class ImageEncoder(Encoder):
@@ -143,11 +140,19 @@ class ImageEncoder(Encoder):
             # 1×1 convolutions only: their LoRA update needs no padding logic (the 'same'-padded
             # depthwise/strided convolutions pad inside forward, which a LoRA branch would skip)
             return ["_expand_conv", "_project_conv", "_conv_head"]
-        names = {n.rsplit(".", 1)[-1] for n, m in self.model.named_modules() if isinstance(m, nn.Linear)}
-        for pair in (["query", "value"], ["q_proj", "v_proj"], ["qkv"]):
-            if set(pair) <= names:
-                return pair
-        raise BackboneError(f"{self.model_id}: no LoRA-supported layers found among {sorted(names)[:20]}")
+        return block_linears(self.model, self.model_id)
+
+
+def block_linears(model: nn.Module, model_id: str) -> list[str]:
+    """Full names of the nn.Linear modules inside a transformer's block stack (``...layer.N...`` or
+    ``...layers.N...``): every attention and MLP projection, nothing outside the blocks."""
+    import re
+
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and re.search(r"(^|\.)layers?\.\d+\.", n)]
+    if not names:
+        raise BackboneError(f"{model_id}: no linear layers inside transformer blocks for LoRA; set "
+                            "finetune.lora_targets to module-name suffixes of this model")
+    return names
 
 
 def load_backbone(spec: str, *, kind: str, pooling: str = "mean", max_length: int = 128,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,7 +29,9 @@ def run_notebook(name: str, *, params_path: Path, root: Path, task: str | None =
     import papermill
 
     params = load_params(params_path, profile=profile)
-    parameters = {"params_path": str(params_path.resolve()), "profile": params.profile, "root": str(root.resolve())}
+    # paths relative to `root` (papermill's working directory): no machine's absolute path enters a report
+    parameters = {"params_path": os.path.relpath(params_path.resolve(), root.resolve()), "profile": params.profile,
+                  "root": "."}
     if task is not None:
         params.task(task)
         parameters["task"] = task
@@ -43,14 +46,19 @@ def run_notebook(name: str, *, params_path: Path, root: Path, task: str | None =
     source = Path(__file__).resolve().parents[2] / "notebooks" / f"{name}.ipynb"
     if not source.is_file():
         raise ParamsError(f"notebook {source} not found; known notebooks: {sorted(NOTEBOOKS)}")
-    with tempfile.TemporaryDirectory(dir=out_base.parent) as tmp:
+    # papermill's scratch folder lives outside reports/ (a killed run leaves nothing there)
+    with tempfile.TemporaryDirectory(prefix="embedtune-nb-") as tmp:
         executed = Path(tmp) / f"{out_base.name}.ipynb"
         papermill.execute_notebook(str(source), str(executed), parameters=parameters, kernel_name=kernel,
                                    cwd=str(root.resolve()), progress_bar=False)
-        subprocess.run([sys.executable, "-m", "nbconvert", "--to", "html", "--log-level", "WARN", str(executed)],
-                       check=True)
-        os.replace(executed.with_suffix(".html"), out_base.with_suffix(".html"))
-        os.replace(executed, out_base.with_suffix(".ipynb"))
+        # readers get the outputs; the notebook (linked from the page) stays the source of the code
+        subprocess.run([sys.executable, "-m", "nbconvert", "--to", "html", "--no-input", "--log-level", "WARN",
+                        str(executed)], check=True)
+        for produced, final in ((executed.with_suffix(".html"), out_base.with_suffix(".html")),
+                                (executed, out_base.with_suffix(".ipynb"))):
+            staged = final.with_name(f".{final.name}.tmp")
+            shutil.copyfile(produced, staged)
+            os.replace(staged, final)
     return out_base.with_suffix(".html")
 
 
@@ -85,14 +93,17 @@ def build_index(params_path: Path, root: Path, *, readme: Path | None) -> None:
 
 def run_pipeline(params_path: Path, root: Path, *, profile: str | None) -> None:
     """prepare → embed → 01 → 02 (each method) → 03 per task, then 04 and the index, into `root`."""
-    from .stages import embed_stage, prepare_stage
+    from .stages import embed_stage, prepare_stage, shift_stage
+    from .tuning import search_stage
 
     params = load_params(params_path, profile=profile)
     for task in params.tasks:
         prepare_stage(params, task, root=root)
+        shift_stage(params, task, root=root)
         embed_stage(params, task, root=root)
         run_notebook("01-linear-probe", params_path=params_path, root=root, task=task, profile=params.profile)
         for method in params.scale.finetune.methods:
+            search_stage(params, task, method, root=root)
             run_notebook("02-finetune", params_path=params_path, root=root, task=task, method=method,
                          profile=params.profile)
         run_notebook("03-compare", params_path=params_path, root=root, task=task, profile=params.profile)
@@ -110,6 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--task", required=True)
     p = sub.add_parser("embed", help="embedding cache")
     p.add_argument("--task", required=True)
+    p = sub.add_parser("shift", help="shift test sets of a task (never used for selection)")
+    p.add_argument("--task", required=True)
+    p = sub.add_parser("search", help="learning-rate search of a tuned method at the pilot budget")
+    p.add_argument("--task", required=True)
+    p.add_argument("--method", required=True)
     p = sub.add_parser("notebook", help="run a notebook with papermill and render it to HTML")
     p.add_argument("name", choices=sorted(NOTEBOOKS))
     p.add_argument("--task")
@@ -133,6 +149,17 @@ def main(argv: list[str] | None = None) -> int:
             from .stages import embed_stage
 
             embed_stage(load_params(args.params), args.task, root=args.root)
+        elif args.command == "shift":
+            from .stages import shift_stage
+
+            sets = shift_stage(load_params(args.params), args.task, root=args.root)
+            print(f"{args.task}: {len(sets)} shift sets")
+        elif args.command == "search":
+            from .tuning import search_stage
+
+            check_method(args.method)
+            frame = search_stage(load_params(args.params), args.task, args.method, root=args.root)
+            print(frame.to_string(index=False))
         elif args.command == "notebook":
             html = run_notebook(args.name, params_path=args.params, root=args.root, task=args.task,
                                 method=args.method)

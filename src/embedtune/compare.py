@@ -19,8 +19,8 @@ import pandas as pd
 
 from .metrics import fast_metric
 
-METHOD_ORDER = ("classic", "probe", "lora", "lp_ft", "full")
-TUNED = ("full", "lp_ft", "lora")
+METHOD_ORDER = ("classic", "probe", "partial", "lora", "lp_ft", "full")
+TUNED = ("full", "lp_ft", "lora", "partial")
 
 
 # ------------------------------------------------------------------------------------- paired tests
@@ -99,9 +99,17 @@ def compare_methods(preds: dict[str, dict[str, np.ndarray]], *, method_a: str, m
 
 
 def crossing_budget(comparisons: list[Comparison]) -> int | None:
-    """Smallest budget at which A beats B significantly (None when it never does)."""
-    wins = [c.budget for c in comparisons if c.significant and c.diff > 0]
-    return min(wins) if wins else None
+    """Smallest budget from which A beats B significantly at that and every larger budget that was run
+    (None when A does not win at the largest budget). Monotone: adding a loss at a large budget can only
+    remove the crossing, never move it earlier."""
+    ordered = sorted(comparisons, key=lambda c: c.budget)
+    crossing = None
+    for c in reversed(ordered):
+        if c.significant and c.diff > 0:
+            crossing = c.budget
+        else:
+            break
+    return crossing
 
 
 def comparisons_frame(comparisons: list[Comparison]) -> pd.DataFrame:
@@ -199,11 +207,78 @@ def all_comparisons(preds: dict[str, dict[str, np.ndarray]], *, metric: str,
     return out
 
 
+def headline_budget(results: pd.DataFrame) -> int:
+    """The largest budget every method ran with every seed (single-seed budgets are not shared)."""
+    n_seeds = results["seed"].nunique()
+    counts = results.groupby(["method", "budget"], observed=True)["seed"].nunique().unstack("method")
+    full = counts[(counts == n_seeds).all(axis=1)]
+    common = full.index if len(full) else counts.dropna().index
+    return int(max(common))
+
+
 def headline(results: pd.DataFrame, metric: str) -> dict[str, Any]:
-    """Mean metric per method at the largest budget common to all methods (for tables and dvc metrics)."""
-    common = set.intersection(*[set(g["budget"]) for _, g in results.groupby("method")])
-    budget = max(common)
+    """Mean metric per method at the headline budget (`headline_budget`) and at all labels."""
+    budget = headline_budget(results)
     at = results[results["budget"] == budget].groupby("method")[metric].agg(["mean", "std"])
+    largest = int(results["budget"].max())
+    at_all = results[results["budget"] == largest].groupby("method", observed=True)[metric].agg(["mean", "count"])
     return {"budget": int(budget), "metric": metric,
             "methods": {m: {"mean": float(r["mean"]), "std": float(r["std"]) if pd.notna(r["std"]) else 0.0}
-                        for m, r in at.iterrows()}}
+                        for m, r in at.iterrows()},
+            "all_labels": {"budget": largest, "methods": {m: {"mean": float(r["mean"]), "seeds": int(r["count"])}
+                                                         for m, r in at_all.iterrows()}}}
+
+
+# ------------------------------------------------------------------------------------- shift
+
+
+def load_shift(results_dir: Path) -> pd.DataFrame:
+    """Every method's shift scores (results/<task>/shift/<method>.csv)."""
+    files = sorted((Path(results_dir) / "shift").glob("*.csv"))
+    frames = [pd.read_csv(f) for f in files if f.stat().st_size > 1]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def shift_drops(results: pd.DataFrame, shift: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per run and shift set: clean test metric, shifted metric and the drop (clean − shifted, points)."""
+    if shift.empty:
+        return pd.DataFrame()
+    clean = results[["method", "seed", "budget", metric]].rename(columns={metric: "clean"})
+    clean["method"] = clean["method"].astype(str)
+    merged = shift.merge(clean, on=["method", "seed", "budget"], how="inner")
+    merged = merged.rename(columns={metric: "shifted"})
+    merged["drop_points"] = 100 * (merged["clean"] - merged["shifted"])
+    return merged[["method", "seed", "budget", "set", "shift", "severity", "rows", "clean", "shifted", "drop_points"]]
+
+
+def drop_differences(drops: pd.DataFrame, *, reference: str = "probe") -> pd.DataFrame:
+    """Paired difference of drops (method − reference) per budget and shift family: mean over the family's
+    sets per seed, then a t-interval over seeds (a single seed gets the sets' spread instead, stated in
+    `basis`). Positive = the method loses more under shift than the reference."""
+    from scipy import stats
+
+    if drops.empty:
+        return pd.DataFrame()
+    per_seed = drops.groupby(["method", "budget", "shift", "seed"])["drop_points"].mean().reset_index()
+    ref = per_seed[per_seed["method"] == reference].rename(columns={"drop_points": "ref"}).drop(columns="method")
+    paired = per_seed[per_seed["method"] != reference].merge(ref, on=["budget", "shift", "seed"])
+    paired["diff"] = paired["drop_points"] - paired["ref"]
+    rows = []
+    for (method, budget, family), group in paired.groupby(["method", "budget", "shift"]):
+        values = group["diff"].to_numpy()
+        basis = "seeds"
+        if len(values) < 2:
+            sets = drops[(drops["method"] == method) & (drops["budget"] == budget) & (drops["shift"] == family)]
+            refs = drops[(drops["method"] == reference) & (drops["budget"] == budget) & (drops["shift"] == family)]
+            both = sets.merge(refs, on=["seed", "set"], suffixes=("", "_ref"))
+            values = (both["drop_points"] - both["drop_points_ref"]).to_numpy()
+            basis = "sets (one seed)"
+        mean = float(np.mean(values))
+        if len(values) > 1:
+            half = float(stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / np.sqrt(len(values)))
+        else:
+            half = float("nan")
+        rows.append({"method": method, "reference": reference, "budget": int(budget), "shift": family,
+                     "diff_drop_points": mean, "ci_low": mean - half, "ci_high": mean + half, "n": len(values),
+                     "basis": basis, "significant": bool(np.isfinite(half) and abs(mean) > half)})
+    return pd.DataFrame(rows)

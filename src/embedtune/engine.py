@@ -3,21 +3,24 @@
 - ``full``: backbone and a freshly initialised head train (backbone LR ``lr``, head LR ``head_lr``).
 - ``lp_ft``: the head starts from the linear probe of the same budget and seed (mapped to raw features),
   then everything trains at ``lp_ft_lr`` (Kumar et al., ICLR 2022).
-- ``lora``: LoRA adapters (peft) on the encoder's attention projections (text) or 1×1 convolutions
-  (CNN) plus the head train at ``lora_lr`` / ``head_lr``; every original weight stays frozen.
+- ``lora``: LoRA adapters (peft) on every attention and MLP projection of the encoder (text; the
+  ``lora_targets`` param narrows them) or its 1×1 convolutions (CNN), scaled by ``alpha / rank``, plus
+  the head; every original weight stays frozen.
+- ``partial``: only the top k blocks (and the head) train; the frozen lower blocks' outputs are computed
+  once per stage and cached (`partial.FeatureBank`), as in MAE's partial fine-tuning.
 
-The loop runs through `accelerate` (CPU, one GPU or DDP via ``accelerate launch``): AdamW, linear
-warm-up and decay, gradient accumulation and clipping, validation after every epoch, early stopping
-on the task's main metric with restore of the best epoch, and a checkpoint after every epoch that a
-restarted run resumes from. Data order and dropout are seeded by (seed, epoch), so a resumed run
-reproduces an uninterrupted one. A non-finite loss stops the run; on a GPU an out-of-memory error
-halves the micro-batch and doubles accumulation (the effective batch stays the same).
+Schedule (`schedule`): ``steps = clip(max(min_steps, max_epochs × steps per pass), ≤ max_steps)``
+optimizer steps, split into ``evals_per_run`` rounds of equal length. The data order is a concatenation
+of seeded permutations of the budget (one per pass, `training_order`). After every round the model is
+scored on the selection rows; training stops after ``patience`` rounds without gain and the best round's
+weights are restored. ``still_improving`` says the best round was the last one evaluated.
 
-Text micro-batches are drawn from small length-sorted groups of a shuffled pass (``length_grouping``
-micro-batches per group; `length_grouped_order`), which cuts padding; AdamW runs fused.
-
-An "epoch" is ``passes`` passes over the budget subset, with ``passes = ceil(min_steps / (epochs ×
-steps per pass))`` so that tiny budgets still get ``min_steps`` optimizer steps.
+The loop runs through `accelerate` (CPU, one GPU or DDP via ``accelerate launch``): AdamW (fused),
+linear warm-up and decay over the planned steps, gradient accumulation and clipping, and a checkpoint
+after every round that a restarted run resumes from. Data order and dropout are seeded by (seed, round),
+so a resumed run reproduces an uninterrupted one. A non-finite loss stops the run; on a GPU an
+out-of-memory error halves the micro-batch and doubles accumulation (the effective batch stays the same).
+Text micro-batches come from small length-sorted groups of each shuffled pass (`length_grouped_order`).
 """
 
 from __future__ import annotations
@@ -49,17 +52,21 @@ class NonFiniteLossError(FloatingPointError):
 @dataclass(frozen=True)
 class TrainConfig:
     method: str
-    epochs: int = 3
+    max_epochs: int = 3
     batch_size: int = 16
     lr: float = 5e-5
     head_lr: float = 1e-3
     lora_rank: int = 8
+    lora_alpha: int = 16
+    lora_targets: tuple[str, ...] | None = None
     warmup_frac: float = 0.1
     weight_decay: float = 0.01
     grad_accum: int = 1
     grad_clip: float = 1.0
-    patience: int = 2
+    patience: int = 2  # evaluations without gain before stopping
     min_steps: int = 0
+    max_steps: int | None = None
+    evals_per_run: int = 4
     length_grouping: int = 1
     class_weights: bool = True
     bn_mode: str = "frozen"  # "frozen" | "recalibrate" | "train" (see set_batchnorm_mode)
@@ -71,9 +78,29 @@ class TrainConfig:
         return hashlib.md5(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class Schedule:
+    steps_per_pass: int
+    total_steps: int  # optimizer steps planned
+    eval_every: int  # optimizer steps per round
+    rounds: int
+
+
+def schedule(n_items: int, config: TrainConfig) -> Schedule:
+    """Optimizer steps and evaluation rounds of a run (module docstring)."""
+    steps_per_pass = max(1, math.ceil(n_items / (config.batch_size * config.grad_accum)))
+    total = max(config.min_steps, config.max_epochs * steps_per_pass)
+    if config.max_steps is not None:
+        total = min(total, config.max_steps)
+    total = max(total, 1)
+    rounds = max(1, min(config.evals_per_run, total))
+    every = math.ceil(total / rounds)
+    return Schedule(steps_per_pass=steps_per_pass, total_steps=every * rounds, eval_every=every, rounds=rounds)
+
+
 @dataclass
 class TrainResult:
-    best_epoch: int
+    best_epoch: int  # best round (0-based)
     best_val_score: float
     history: list[dict[str, float]]
     thresholds: np.ndarray | None
@@ -81,6 +108,9 @@ class TrainResult:
     micro_batch: int
     grad_accum: int
     resumed_from_epoch: int | None = None
+    best_step: int = 0
+    still_improving: bool = False
+    stopped_early: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -97,7 +127,8 @@ class Classifier(nn.Module):
         return self.head(self.dropout(self.encoder(**batch)))
 
 
-def build_model(encoder: Encoder, n_outputs: int, *, method: str, lora_rank: int = 8,
+def build_model(encoder: Encoder, n_outputs: int, *, method: str, lora_rank: int = 8, lora_alpha: int | None = None,
+                lora_targets: tuple[str, ...] | None = None,
                 probe_head: tuple[np.ndarray, np.ndarray] | None = None, dropout: float = 0.1) -> Classifier:
     """A classifier whose trainable parameters are set by `method` (see the module docstring)."""
     model = Classifier(encoder, n_outputs, dropout=dropout)
@@ -115,17 +146,33 @@ def build_model(encoder: Encoder, n_outputs: int, *, method: str, lora_rank: int
 
         for p in model.encoder.parameters():
             p.requires_grad_(False)
-        config = LoraConfig(r=lora_rank, lora_alpha=2 * lora_rank, lora_dropout=0.0,
-                            target_modules=encoder.lora_targets())
+        targets = lora_module_names(encoder, lora_targets)
+        config = LoraConfig(r=lora_rank, lora_alpha=lora_alpha or 2 * lora_rank, lora_dropout=0.0,
+                            target_modules=targets)
         inject_adapter_in_model(config, model.encoder.model)
         for name, p in model.encoder.named_parameters():
             p.requires_grad_("lora_" in name)
-    elif method in ("full", "lp_ft"):
+    elif method in ("full", "lp_ft", "partial"):  # partial: the encoder holds only the top blocks
         for p in model.parameters():
             p.requires_grad_(True)
     else:
-        raise ValueError(f"method: bad value {method!r}; allowed values: ['full', 'lp_ft', 'lora']")
+        raise ValueError(f"method: bad value {method!r}; allowed values: ['full', 'lp_ft', 'lora', 'partial']")
     return model
+
+
+def lora_module_names(encoder: Encoder, targets: tuple[str, ...] | None) -> list[str]:
+    """Full names (inside ``encoder.model``) of the modules LoRA adapts: the encoder's default set, or those
+    whose name ends with one of `targets`. A suffix that matches nothing is an error, not a silent no-op."""
+    if targets is None:
+        return encoder.lora_targets()
+    supported = (nn.Linear, nn.Conv2d)
+    names = [n for n, m in encoder.model.named_modules() if isinstance(m, supported)]
+    unmatched = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+    if unmatched:
+        tails = sorted({n.rsplit(".", 1)[-1] for n in names})
+        raise ValueError(f"finetune.lora_targets: {unmatched} match no linear/conv module of {encoder.model_id}; "
+                         f"allowed suffixes include {tails[:30]}")
+    return [n for n in names if any(n == t or n.endswith("." + t) for t in targets)]
 
 
 def _param_groups(model: Classifier, config: TrainConfig) -> list[dict[str, Any]]:
@@ -248,8 +295,8 @@ def _val_loss(probs: np.ndarray, y: np.ndarray) -> float:
 def train(model: Classifier, *, train_items: Any, train_y: np.ndarray, val_items: Any, val_y: np.ndarray,
           config: TrainConfig, checkpoint_dir: Path | None = None, accelerator: Any | None = None,
           progress: bool = True, on_step: Callable[[int, int], None] | None = None) -> TrainResult:
-    """Fine-tune `model` with the protocol in the module docstring; the best epoch's weights are loaded
-    into `model` on return. `on_step(epoch, step)` is a test hook (e.g. to interrupt a run)."""
+    """Fine-tune `model` with the protocol in the module docstring; the best round's weights are loaded
+    into `model` on return. `on_step(round, step)` is a test hook (e.g. to interrupt a run)."""
     from accelerate import Accelerator
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
@@ -262,62 +309,59 @@ def train(model: Classifier, *, train_items: Any, train_y: np.ndarray, val_items
     weights = loss_weights(train_y, n_outputs).to(device) if config.class_weights else None
     micro_batch, grad_accum = config.batch_size, config.grad_accum
     n = len(train_y)
-    steps_per_pass = max(1, math.ceil(n / (micro_batch * grad_accum)))
-    passes = max(1, math.ceil(config.min_steps / (config.epochs * steps_per_pass)))
-    total_steps = steps_per_pass * passes * config.epochs
+    plan = schedule(n, config)
     model.to(device)
     # one fused kernel for every parameter's AdamW update (CPU and CUDA); PyTorch's default on the CPU is a
-    # Python loop over parameters, which costs ~15% of a MiniLM step on 2 cores
+    # Python loop over parameters (about a sixth of a MiniLM step on 2 cores)
     fused = device.type in ("cpu", "cuda") and all(p.dtype == torch.float32 for p in model.parameters())
     optimizer = torch.optim.AdamW(_param_groups(model, config), fused=fused or None)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_frac * total_steps), total_steps)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_frac * plan.total_steps),
+                                                plan.total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     raw = accelerator.unwrap_model(model)
     lengths = raw_lengths(raw, train_items) if config.length_grouping > 1 else None
+    order = training_order(n, plan, config=config, lengths=lengths)  # every micro-batch of the run, in order
 
     state_path = checkpoint_dir / "state.pt" if checkpoint_dir else None
-    start_epoch, history, best = 0, [], {"score": -math.inf, "epoch": -1, "state": None, "thresholds": None}
-    bad_epochs, steps_done, resumed = 0, 0, None
+    start_round, history, best = 0, [], {"score": -math.inf, "epoch": -1, "state": None, "thresholds": None}
+    bad_rounds, steps_done, resumed = 0, 0, None
     if state_path is not None and state_path.is_file():
         state = torch.load(state_path, map_location="cpu", weights_only=False)
         if state["config"] == config.digest():
             raw.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
-            start_epoch, history, best = state["epoch"] + 1, state["history"], state["best"]
-            bad_epochs, steps_done = state["bad_epochs"], state["steps"]
+            start_round, history, best = state["epoch"] + 1, state["history"], state["best"]
+            bad_rounds, steps_done = state["bad_epochs"], state["steps"]
             micro_batch, grad_accum = state["micro_batch"], state["grad_accum"]
             resumed = state["epoch"]
 
-    def save(epoch: int) -> None:
+    def save(round_index: int) -> None:
         if state_path is None or not accelerator.is_main_process:
             return
         state_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = state_path.with_suffix(".tmp")
-        torch.save({"config": config.digest(), "epoch": epoch, "model": raw.state_dict(),
+        torch.save({"config": config.digest(), "epoch": round_index, "model": raw.state_dict(),
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "history": history,
-                    "best": best, "bad_epochs": bad_epochs, "steps": steps_done, "micro_batch": micro_batch,
+                    "best": best, "bad_epochs": bad_rounds, "steps": steps_done, "micro_batch": micro_batch,
                     "grad_accum": grad_accum}, tmp)
         tmp.replace(state_path)
 
-    epoch = start_epoch
-    while epoch < config.epochs and bad_epochs < config.patience:
-        rng = np.random.default_rng([config.seed, epoch])
-        torch.manual_seed(config.seed * 100_003 + epoch)  # dropout stream of this epoch
-        order = np.concatenate([rng.permutation(n) for _ in range(passes)])
-        if lengths is not None:
-            order = length_grouped_order(order, lengths, pass_size=n, micro_batch=micro_batch,
-                                         group=config.length_grouping, rng=rng)
-        epoch_start = time.perf_counter()
+    per_round = plan.eval_every * config.batch_size * config.grad_accum  # items per round
+    round_index = start_round
+    while round_index < plan.rounds and bad_rounds < config.patience:
+        torch.manual_seed(config.seed * 100_003 + round_index)  # dropout stream of this round
+        round_order = order[round_index * per_round:(round_index + 1) * per_round]
+        round_start = time.perf_counter()
         snapshot = None
-        if device.type == "cuda":  # kept to retry the epoch after an out-of-memory error
+        if device.type == "cuda":  # kept to retry the round after an out-of-memory error
             snapshot = (copy.deepcopy(raw.state_dict()), copy.deepcopy(optimizer.state_dict()),
                         copy.deepcopy(scheduler.state_dict()), steps_done)
         try:
-            losses, train_probs, train_targets = _run_epoch(
-                model, raw, optimizer, scheduler, accelerator, order=order, items=train_items, y=train_y,
+            losses, train_probs, train_targets, steps = _run_epoch(
+                model, raw, optimizer, scheduler, accelerator, order=round_order, items=train_items, y=train_y,
                 micro_batch=micro_batch, grad_accum=grad_accum, weights=weights, multi_label=multi_label,
-                grad_clip=config.grad_clip, epoch=epoch, progress=progress, on_step=on_step, tqdm=tqdm,
+                grad_clip=config.grad_clip, epoch=round_index, progress=progress, on_step=on_step, tqdm=tqdm,
                 bn_mode=config.bn_mode)
         except torch.cuda.OutOfMemoryError:
             if micro_batch == 1 or snapshot is None:
@@ -330,28 +374,48 @@ def train(model: Classifier, *, train_items: Any, train_y: np.ndarray, val_items
             micro_batch, grad_accum = micro_batch // 2, grad_accum * 2
             accelerator.print(f"out of memory: micro-batch → {micro_batch}, accumulation → {grad_accum}")
             continue
-        steps_done += math.ceil(len(order) / (micro_batch * grad_accum))
+        steps_done += steps
         if config.bn_mode == "recalibrate":
             recalibrate_batchnorm(raw, train_items, batch_size=max(micro_batch, 32), device=device)
         val_probs = predict(model, raw.encoder, val_items, batch_size=max(micro_batch, 64), device=device,
-                               multi_label=multi_label)
+                            multi_label=multi_label)
         score, thresholds = selection_score(val_probs, val_y, config.main_metric)  # undefined → -inf
         train_score, _ = selection_score(train_probs, train_targets, config.main_metric)
-        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": _val_loss(val_probs, val_y),
-                        "train_metric": _finite_or_nan(train_score), "val_metric": _finite_or_nan(score),
-                        "lr": float(scheduler.get_last_lr()[0]), "seconds": time.perf_counter() - epoch_start})
+        history.append({"epoch": round_index, "step": steps_done, "train_loss": float(np.mean(losses)),
+                        "val_loss": _val_loss(val_probs, val_y), "train_metric": _finite_or_nan(train_score),
+                        "val_metric": _finite_or_nan(score), "lr": float(scheduler.get_last_lr()[0]),
+                        "seconds": time.perf_counter() - round_start})
         if score > best["score"]:
-            best = {"score": score, "epoch": epoch, "state": copy.deepcopy(raw.state_dict()), "thresholds": thresholds}
-            bad_epochs = 0
+            best = {"score": score, "epoch": round_index, "state": copy.deepcopy(raw.state_dict()),
+                    "thresholds": thresholds, "step": steps_done}
+            bad_rounds = 0
         else:
-            bad_epochs += 1
-        save(epoch)
-        epoch += 1
+            bad_rounds += 1
+        save(round_index)
+        round_index += 1
     if best["state"] is not None:
         raw.load_state_dict(best["state"])
+    last = history[-1]["epoch"] if history else -1
     return TrainResult(best_epoch=best["epoch"], best_val_score=best["score"], history=history,
                        thresholds=best["thresholds"], steps=steps_done, micro_batch=micro_batch,
-                       grad_accum=grad_accum, resumed_from_epoch=resumed, extra={"passes_per_epoch": passes})
+                       grad_accum=grad_accum, resumed_from_epoch=resumed, best_step=int(best.get("step", 0)),
+                       still_improving=bool(history) and best["epoch"] == last,
+                       stopped_early=len(history) < plan.rounds,
+                       extra={"planned_steps": plan.total_steps, "rounds": plan.rounds,
+                              "steps_per_pass": plan.steps_per_pass})
+
+
+def training_order(n: int, plan: Schedule, *, config: TrainConfig, lengths: np.ndarray | None) -> np.ndarray:
+    """Item indices for the whole run: seeded permutations of range(n), one per pass, cut to the planned
+    number of micro-batches; text passes are length-grouped (`length_grouped_order`)."""
+    items_needed = plan.total_steps * config.batch_size * config.grad_accum
+    passes = math.ceil(items_needed / n) if n else 0
+    rng = np.random.default_rng([config.seed, 7919])
+    order = np.concatenate([rng.permutation(n) for _ in range(passes)])
+    if lengths is not None:
+        order = length_grouped_order(order, lengths, pass_size=n, micro_batch=config.batch_size,
+                                     group=config.length_grouping, rng=rng)
+    return order[:items_needed]
 
 
 def raw_lengths(model: nn.Module, items: Any) -> np.ndarray | None:
@@ -391,7 +455,7 @@ def length_grouped_order(order: np.ndarray, lengths: np.ndarray, *, pass_size: i
 def _run_epoch(model: nn.Module, raw: Classifier, optimizer: Any, scheduler: Any, accelerator: Any, *,
                order: np.ndarray, items: Any, y: np.ndarray, micro_batch: int, grad_accum: int,
                weights: torch.Tensor | None, multi_label: bool, grad_clip: float, epoch: int, progress: bool, bn_mode: str,
-               on_step: Callable[[int, int], None] | None, tqdm: Any) -> tuple[list[float], np.ndarray, np.ndarray]:
+               on_step: Callable[[int, int], None] | None, tqdm: Any) -> tuple[list[float], np.ndarray, np.ndarray, int]:
     device = accelerator.device
     model.train()
     set_batchnorm_mode(raw, bn_mode)
@@ -428,7 +492,7 @@ def _run_epoch(model: nn.Module, raw: Classifier, optimizer: Any, scheduler: Any
         targets_seen.append(y[index])
         bar.update(1)
     bar.close()
-    return losses, np.concatenate(probs_seen), np.concatenate(targets_seen)
+    return losses, np.concatenate(probs_seen), np.concatenate(targets_seen), step
 
 
 def clear_checkpoint(checkpoint_dir: Path) -> None:

@@ -17,7 +17,8 @@ from typing import Any, Literal
 import yaml
 
 TASK_NAMES = ("sentiment", "medical", "legal")
-METHODS = ("full", "lp_ft", "lora")
+METHODS = ("full", "lp_ft", "lora", "partial")
+SHIFTS = ("uci_sentences", "text_perturb", "image_corrupt")
 PROFILES = ("smoke", "cpu", "gpu")
 SOURCES = ("rotten_tomatoes", "medmnist", "lexglue", "imdb", "sst2", "table", "npz", "image_folder")
 METRICS = ("accuracy", "macro_f1", "balanced_accuracy", "auroc", "micro_f1")
@@ -42,21 +43,30 @@ class TaskParams:
     group_column: str | None = None  # keep groups (e.g. movie, author) within one split
     multi_label: bool = False
     md5: str | None = None  # expected checksum of a bring-your-own file
+    # shift test sets scored beside the clean test split (shift.py); never used for selection.
+    # None = the default for the task's kind: text → text_perturb, image → image_corrupt
+    shift: tuple[Literal["uci_sentences", "text_perturb", "image_corrupt"], ...] | None = None
+    label_map: dict[str, str] = field(default_factory=dict)  # shift-set label → task label (uci_sentences)
 
 
 @dataclass(frozen=True)
 class DataParams:
     max_train: int | None = None  # cap the train split (smoke runs); None = all
     max_eval: int | None = None  # cap val and test splits (smoke runs); None = all
+    # the selection rows: every method (classic, probe, each tuned one) picks its hyperparameters, stopping
+    # point and thresholds on these same validation rows (a seeded stratified subset); None = whole split
+    max_val: int | None = None
 
 
 @dataclass(frozen=True)
 class BudgetParams:
     sizes: tuple[int | Literal["all"], ...] = (16, 64)  # labelled train examples; "all" = whole train split
     seeds: tuple[int, ...] = (0,)
-    # extra budgets for the probe and the classic floor only (cheap on cached features; fine-tuning there
-    # would not fit the profile's time)
+    # extra budgets for the probe and the classic floor only (cheap on cached features)
     probe_only_sizes: tuple[int | Literal["all"], ...] = ()
+    # budgets every method runs, the tuned methods with the first seed only (the probe and classic with all
+    # seeds); a single-seed interval comes from resampling test examples
+    single_seed_sizes: tuple[int | Literal["all"], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -74,30 +84,52 @@ class EmbedParams:
 class ProbeParams:
     c_grid: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)  # inverse L2 strength, sklearn's convention
     max_iter: int = 300
+    grid_extensions: int = 3  # a pick at a grid edge adds a ×10 step beyond it, at most this many times
 
 
 @dataclass(frozen=True)
 class FinetuneParams:
-    methods: tuple[Literal["full", "lp_ft", "lora"], ...] = METHODS
-    epochs: int = 3
+    methods: tuple[Literal["full", "lp_ft", "lora", "partial"], ...] = METHODS
     batch_size: int = 16
-    lr: float = 5e-5  # backbone LR for `full`
-    lp_ft_lr: float = 1e-5  # lower LR for LP-FT (Kumar et al. 2022)
-    lora_lr: float = 1e-3
+    # learning-rate grid per method, searched on the selection rows at (search_budget, search_seed);
+    # a pick at an edge extends the grid by ×lr_step (search.py). Image tasks scale full / lp_ft / partial
+    # grids by image_lr_scale (a CNN takes ~10× a transformer's LR).
+    lr_grid: dict[str, tuple[float, ...]] = field(default_factory=lambda: {
+        "full": (2e-5, 5e-5, 1e-4), "lp_ft": (1e-5, 2e-5, 5e-5), "lora": (3e-4, 1e-3, 3e-3),
+        "partial": (5e-5, 1e-4, 3e-4)})
+    lr_step: float = 3.0
+    grid_extensions: int = 1
+    search_budget: int | Literal["all"] = 256
+    search_seed: int = 0
+    image_lr_scale: float = 10.0
+    head_lr: float = 1e-3  # head LR for `full`, `lora` and `partial` (random init); lp_ft's head uses the LR
     lora_rank: int = 8
-    head_lr: float = 1e-3  # head LR for `full` and `lora` (random init)
+    lora_alpha: int = 16
+    lora_targets: tuple[str, ...] | None = None  # module-name suffixes; None = every attention and MLP projection
+    partial_blocks: dict[str, int] = field(default_factory=lambda: {"text": 2, "image": 4})  # top k blocks train
+    # schedule: steps = clip(max(min_steps, max_epochs × steps per pass), ≤ max_steps); validation
+    # `evals_per_run` times, early stop after `patience` evaluations without gain, restore the best
+    max_epochs: int = 10
+    min_steps: int = 100
+    max_steps: int | None = None
+    evals_per_run: int = 5
+    patience: int = 2
     warmup_frac: float = 0.1
     weight_decay: float = 0.01
     grad_accum: int = 1
     grad_clip: float = 1.0
-    patience: int = 2  # epochs without validation gain before stopping
-    min_steps: int = 0  # optimizer steps a run gets at least (tiny budgets repeat passes per epoch)
     length_grouping: int = 1  # text: micro-batches per length-sorted group (engine.length_grouped_order); 1 = off
-    max_val: int | None = None  # fixed validation subset used for early stopping
     class_weights: bool = True
     bn_mode: Literal["frozen", "recalibrate", "train"] = "frozen"  # BatchNorm policy (engine.set_batchnorm_mode)
-    image_lr_scale: float = 10.0  # full / lp_ft LRs for CNN backbones are this multiple of the text ones
     price_per_device_hour: float = 0.0  # currency units; 0 = no cost estimate
+
+
+@dataclass(frozen=True)
+class ShiftParams:
+    max_rows: int | None = None  # rows per shift set (seeded stratified subset); None = all
+    text_strengths: tuple[float, ...] = (0.05, 0.15)  # fraction of words perturbed (text_perturb)
+    severities: tuple[int, ...] = (1, 2, 3, 4, 5)  # MedMNIST-C severities (image_corrupt)
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -107,6 +139,7 @@ class ProfileParams:
     embed: EmbedParams
     probe: ProbeParams
     finetune: FinetuneParams
+    shift: ShiftParams = field(default_factory=ShiftParams)
 
 
 @dataclass(frozen=True)
@@ -236,9 +269,29 @@ def parse_params(raw: dict[str, Any], *, profile: str | None = None) -> Params:
     if not tasks:
         raise ParamsError("tasks: no task declared; declare at least one (sentiment, medical, legal, ...)")
     for name, prof in profiles.items():
-        for size in (*prof.budgets.sizes, *prof.budgets.probe_only_sizes):
+        for size in (*prof.budgets.sizes, *prof.budgets.probe_only_sizes, *prof.budgets.single_seed_sizes):
             if size != "all" and size < 2:
                 raise ParamsError(f"profiles.{name}.budgets.sizes: bad value {size}; budgets must be >= 2")
+        ft = prof.finetune
+        for method, grid in ft.lr_grid.items():
+            if method not in METHODS:
+                raise ParamsError(f"profiles.{name}.finetune.lr_grid: unknown method {method!r}; allowed: {list(METHODS)}")
+            if any(v <= 0 for v in grid):
+                raise ParamsError(f"profiles.{name}.finetune.lr_grid.{method}: bad value {list(grid)}; LRs must be > 0")
+        missing_grid = [m for m in ft.methods if m not in ft.lr_grid]
+        if missing_grid:
+            raise ParamsError(f"profiles.{name}.finetune.lr_grid: no grid for method(s) {missing_grid}; "
+                              "give each listed method a list of learning rates")
+        for kind, k in ft.partial_blocks.items():
+            if kind not in ("text", "image") or k < 1:
+                raise ParamsError(f"profiles.{name}.finetune.partial_blocks: bad entry {kind}: {k}; allowed keys: "
+                                  "['image', 'text'] with values >= 1")
+        for key in ("evals_per_run", "patience", "max_epochs"):
+            if getattr(ft, key) < 1:
+                raise ParamsError(f"profiles.{name}.finetune.{key}: bad value {getattr(ft, key)}; allowed values: "
+                                  "integers >= 1")
+        if ft.lr_step <= 1:
+            raise ParamsError(f"profiles.{name}.finetune.lr_step: bad value {ft.lr_step}; allowed values: numbers > 1")
         if prof.finetune.length_grouping < 1:
             raise ParamsError(f"profiles.{name}.finetune.length_grouping: bad value {prof.finetune.length_grouping}; "
                               "allowed values: integers >= 1 (1 = no grouping)")

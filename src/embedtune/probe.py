@@ -7,8 +7,11 @@ Probe protocol (one run = one label budget × seed, from the shared nested subse
    sigmoids for multi-label. The objective is scikit-learn's, ``C·Σ loss + ½‖W‖²``, minimised to a
    largest gradient entry below 1e-5 by damped Newton steps (L-BFGS when a problem is large) in the row
    space of the standardised budget features — exact, by the representer theorem (`fit_probe`).
-3. Pick C by the task's main metric on the validation split (ties → smaller C, i.e. stronger
-   regularisation). For multi-label, the per-label thresholds are chosen on validation too.
+3. Pick C by the task's main metric on the selection rows (the validation rows every method shares,
+   `tuning.selection_index`; ties → smaller C, i.e. stronger regularisation). A pick at an edge of the
+   grid adds one ×10 step beyond that edge (warm-started), at most ``grid_extensions`` times; a pick still
+   at an edge is flagged ``edge_limited``. For multi-label, the per-label thresholds are chosen on the
+   same rows.
 4. Keep the path's solution at the chosen C: the objective is strictly convex, so it is that C's optimum
    (to the tolerance) whether reached warm or from zeros. No validation label ever enters a fit (that
    would exceed the label budget). Score the test split once.
@@ -240,7 +243,7 @@ def _standardise_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, *,
               c_grid: tuple[float, ...], main_metric: str, n_outputs: int,
-              max_iter: int = 300) -> tuple[LinearModel, dict[str, Any]]:
+              max_iter: int = 300, grid_extensions: int = 0) -> tuple[LinearModel, dict[str, Any]]:
     """Select C on validation along a warm-started path and keep that C's solution (see module doc)."""
     multi_label = y_train.ndim == 2
     mean, std = _standardise_stats(x_train)
@@ -255,24 +258,40 @@ def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val
     xt_r = to_fit(xt)  # (n, r)
     xv_r = to_fit(np.asarray((x_val - mean) / std, np.float64))  # (n_val, r)
     path: list[tuple[float, float, tuple[np.ndarray, np.ndarray], np.ndarray]] = []
-    init, evals, flops = None, 0, 0 if basis is None else 4 * len(xt) ** 2 * xt.shape[1]  # QR and projection
-    for c in sorted(c_grid):
+    evals, flops = 0, 0 if basis is None else 4 * len(xt) ** 2 * xt.shape[1]  # QR and projection
+
+    def fit_at(c: float, init: tuple[np.ndarray, np.ndarray] | None) -> None:
+        nonlocal evals, flops
         w, b, n_eval, n_flops = fit_logreg(xt_r, y_train, c=c, multi_label=multi_label, n_outputs=n_outputs,
                                            init=init, max_iter=max_iter)
-        init, evals, flops = (w, b), evals + n_eval, flops + n_flops
+        evals, flops = evals + n_eval, flops + n_flops
         val_probs = _proba(xv_r @ w.T + b, multi_label)
         score, _ = selection_score(val_probs, y_val, main_metric)
         path.append((score, c, (w, b), val_probs))
+
+    for c in sorted(c_grid):
+        fit_at(c, path[-1][2] if path else None)
+    for _ in range(grid_extensions):  # a pick at an edge: one ×10 step beyond it, warm-started from the edge
+        best_score = max(entry[0] for entry in path)
+        best_c = min(entry[1] for entry in path if entry[0] == best_score)
+        cs = sorted(entry[1] for entry in path)
+        if best_c not in (cs[0], cs[-1]) or len(cs) == 1:
+            break
+        edge = next(entry for entry in path if entry[1] == best_c)
+        fit_at(best_c * 10 if best_c == cs[-1] else best_c / 10, edge[2])
     best_score = max(entry[0] for entry in path)
     _, best_c, (best_w, best_b), best_probs = min((entry for entry in path if entry[0] == best_score),
                                                   key=lambda entry: entry[1])  # ties → stronger regularisation
+    cs = sorted(entry[1] for entry in path)
+    edge_limited = len(cs) > 1 and best_c in (cs[0], cs[-1])
     _, thresholds = selection_score(best_probs, y_val, main_metric)
     fit_seconds = time.perf_counter() - start
     model = LinearModel(weight=best_w if basis is None else best_w @ basis.T, bias=best_b, mean=mean, std=std,
                         multi_label=multi_label)
     info = {"c": best_c, "val_score": best_score, "fit_seconds": fit_seconds, "function_evals": evals,
             "flops": int(flops), "thresholds": None if thresholds is None else thresholds.tolist(),
-            "c_path": [{"c": c, "val_score": score} for score, c, _, _ in path]}
+            "c_path": sorted(({"c": c, "val_score": score} for score, c, _, _ in path), key=lambda e: e["c"]),
+            "edge_limited": edge_limited}
     return model, info
 
 
@@ -298,25 +317,38 @@ def classic_features(train: Any, others: list[Any], *, kind: str) -> tuple[Any, 
 
 
 def fit_classic(x_train: Any, y_train: np.ndarray, x_val: Any, y_val: np.ndarray, *, c_grid: tuple[float, ...],
-                main_metric: str, seed: int) -> tuple[Any, dict[str, Any]]:
+                main_metric: str, seed: int, grid_extensions: int = 0) -> tuple[Any, dict[str, Any]]:
     """scikit-learn logistic regression (one-vs-rest for multi-label), C chosen on validation."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.multiclass import OneVsRestClassifier
 
     multi_label = y_train.ndim == 2
     start = time.perf_counter()
-    best = (-np.inf, None, None, None)
-    for c in sorted(c_grid):
+    tried: dict[float, tuple[float, Any, Any]] = {}
+
+    def fit_at(c: float) -> None:
         base = LogisticRegression(C=c, max_iter=1000, random_state=seed)
         model = OneVsRestClassifier(base) if multi_label else base  # a label absent from the budget → constant 0
         model.fit(x_train, y_train)
-        probs = _classic_proba(model, x_val, multi_label)
-        score, thresholds = selection_score(probs, y_val, main_metric)
-        if score > best[0]:
-            best = (score, c, model, thresholds)
-    info = {"c": best[1], "val_score": best[0], "fit_seconds": time.perf_counter() - start,
-            "thresholds": None if best[3] is None else best[3].tolist()}
-    return best[2], info
+        score, thresholds = selection_score(_classic_proba(model, x_val, multi_label), y_val, main_metric)
+        tried[c] = (score, model, thresholds)
+
+    for c in sorted(c_grid):
+        fit_at(c)
+    for _ in range(grid_extensions):  # a pick at an edge: one ×10 step beyond it
+        cs = sorted(tried)
+        best_c = max(cs, key=lambda c: (tried[c][0], -c))
+        if best_c not in (cs[0], cs[-1]) or len(cs) == 1:
+            break
+        fit_at(best_c * 10 if best_c == cs[-1] else best_c / 10)
+    cs = sorted(tried)
+    best_c = max(cs, key=lambda c: (tried[c][0], -c))  # ties → stronger regularisation
+    score, model, thresholds = tried[best_c]
+    info = {"c": best_c, "val_score": score, "fit_seconds": time.perf_counter() - start,
+            "thresholds": None if thresholds is None else thresholds.tolist(),
+            "c_path": [{"c": c, "val_score": tried[c][0]} for c in cs],
+            "edge_limited": len(cs) > 1 and best_c in (cs[0], cs[-1])}
+    return model, info
 
 
 def _classic_proba(model: Any, x: Any, multi_label: bool) -> np.ndarray:

@@ -143,6 +143,47 @@ def cost_quality_figure(results: pd.DataFrame, metric: str, *, title: str = "") 
     return fig
 
 
+def shift_figure(drops: pd.DataFrame, metric: str, *, budget: int, title: str = "") -> Any:
+    """Left: shifted metric vs severity per method, averaged over shift families with a severity scale
+    (corruptions, perturbation strengths); right: metric per real new source (severity 0), clean beside it."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    at = drops[drops["budget"] == budget] if not drops.empty else drops
+    methods = [m for m in METHOD_ORDER if not at.empty and m in set(at["method"])]
+    graded = at[at["severity"] > 0] if not at.empty else at
+    sources = at[at["severity"] == 0] if not at.empty else at
+    for method in methods:
+        g = graded[graded["method"] == method]
+        if len(g):
+            curve = g.groupby("severity")["shifted"].mean()
+            clean = g["clean"].mean()
+            axes[0].plot([0, *curve.index], [clean, *curve.values], marker="o", label=method)
+    axes[0].set_xlabel("severity (0 = clean test split)")
+    axes[0].set_ylabel(f"{metric} (mean over shift sets and seeds)")
+    axes[0].set_title("graded shifts")
+    if len(sources):
+        names = sorted(set(sources["set"]))
+        width = 0.8 / max(len(methods), 1)
+        for i, method in enumerate(methods):
+            g = sources[sources["method"] == method].groupby("set")["shifted"].mean()
+            clean = sources[sources["method"] == method]["clean"].mean()
+            xs = np.arange(len(names) + 1) + i * width
+            axes[1].bar(xs, [clean, *[g.get(n, np.nan) for n in names]], width=width, label=method)
+        axes[1].set_xticks(np.arange(len(names) + 1) + 0.4 - width / 2, ["clean test", *names])
+        axes[1].set_ylabel(metric)
+        axes[1].set_title("new sources")
+    else:
+        axes[1].text(0.5, 0.5, "no real new-source shift set for this task", ha="center", va="center")
+        axes[1].set_axis_off()
+    for ax in axes:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def pareto_front(points: np.ndarray) -> list[int]:
     """Indices of points (cost, quality) not dominated by a cheaper-or-equal, better-or-equal point."""
     front = []

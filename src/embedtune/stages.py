@@ -51,6 +51,10 @@ class TaskPaths:
         return self.root / "data" / "probe_heads" / f"{self.task}.npz"
 
     @property
+    def shift(self) -> Path:
+        return self.root / "data" / "shift" / self.task
+
+    @property
     def results(self) -> Path:
         return self.root / "results" / self.task
 
@@ -89,11 +93,18 @@ def prepare_stage(params: Params, task: str, *, root: Path = Path(".")) -> dict[
                         max_train=scale.data.max_train, max_eval=scale.data.max_eval)
     data = load_prepared(paths.prepared)
     n_train = len(data.splits["train"])
-    subsets = budget_subsets(data.splits["train"].y, sizes=(*scale.budgets.sizes, *scale.budgets.probe_only_sizes),
-                             seeds=scale.budgets.seeds)
-    shared = sorted({n_train if s == "all" else int(s) for s in scale.budgets.sizes})
+    b = scale.budgets
+    subsets = budget_subsets(data.splits["train"].y, sizes=(*b.sizes, *b.probe_only_sizes, *b.single_seed_sizes),
+                             seeds=b.seeds)
+
+    def resolve(sizes: tuple[int | str, ...]) -> list[int]:
+        return sorted({n_train if s == "all" else int(s) for s in sizes})
+
+    shared = resolve(b.sizes)
+    single = [s for s in resolve(b.single_seed_sizes) if s not in shared]
     write_json(paths.subsets, {"sizes": sorted(int(s) for s in next(iter(subsets.values()))), "shared_sizes": shared,
-                               "seeds": list(scale.budgets.seeds), "subsets": subsets,
+                               "single_seed_sizes": single, "tuned_sizes": sorted({*shared, *single}),
+                               "n_train": n_train, "seeds": list(b.seeds), "subsets": subsets,
                                "data_checksum": card["checksum"]})
     return card
 
@@ -102,6 +113,32 @@ def load_subsets(paths: TaskPaths) -> dict[str, Any]:
     if not paths.subsets.is_file():
         raise FileNotFoundError(f"{paths.subsets} not found; run the prepare stage first: dvc repro prepare")
     return read_json(paths.subsets)
+
+
+# ---------------------------------------------------------------------------------------------- shift
+
+
+def shift_kinds(params: Params, task: str) -> tuple[str, ...]:
+    from .shift import default_kinds
+
+    task_params = params.task(task)
+    return task_params.shift if task_params.shift is not None else default_kinds(task_kind(task_params))
+
+
+def shift_stage(params: Params, task: str, *, root: Path = Path(".")) -> list[Any]:
+    """Build the task's shift sets from its clean test split (shift.py) into data/shift/<task>/."""
+    from .shift import build_shift_sets, write_shift_sets
+
+    paths = TaskPaths(root, task)
+    data = load_prepared(paths.prepared)
+    cfg = params.scale.shift
+    test = data.splits["test"]
+    sets = build_shift_sets(shift_kinds(params, task), test_x=test.x, test_y=test.y, data_root=params.data_root,
+                            label_map=params.task(task).label_map, label_names=data.label_names,
+                            text_strengths=cfg.text_strengths, severities=cfg.severities, max_rows=cfg.max_rows,
+                            seed=cfg.seed)
+    write_shift_sets(sets, paths.shift)
+    return sets
 
 
 # ---------------------------------------------------------------------------------------------- embed
@@ -149,15 +186,31 @@ def aggregate(frame: pd.DataFrame, columns: tuple[str, ...]) -> dict[str, dict[s
 def write_method_outputs(paths: TaskPaths, method: str, rows: list[dict[str, Any]],
                          preds: dict[str, np.ndarray], *, y_test: np.ndarray,
                          summary_columns: tuple[str, ...]) -> pd.DataFrame:
+    """results/<task>/<method>.csv, full-precision test predictions (float64: no ties from rounding) and
+    the metrics JSON."""
     frame = pd.DataFrame(rows).sort_values(["budget", "seed"]).reset_index(drop=True)
-    write_npz(paths.preds(method), y_test=y_test, **preds)
+    write_npz(paths.preds(method), y_test=y_test, **{k: np.asarray(v, np.float64) for k, v in preds.items()})
     write_csv(paths.results / f"{method}.csv", frame)
     write_json(paths.metrics / f"{method}.json", aggregate(frame, summary_columns))
     return frame
 
 
+def embed_shift_sets(params: Params, task: str, sets: list[Any], *, device: str = "cpu") -> dict[str, np.ndarray]:
+    """Frozen-backbone embeddings of every shift set (the probe scores them; same encoder as the embed stage)."""
+    from .backbones import encode
+
+    embed = params.scale.embed
+    encoder = load_backbone(params.backbone_for(task), kind=task_kind(params.task(task)), pooling=embed.pooling,
+                            max_length=embed.max_length, image_size=embed.image_size)
+    return {s.name: encode(encoder, s.x, batch_size=embed.batch_size, device=device, progress=False) for s in sets}
+
+
 def probe_stage(params: Params, task: str, *, root: Path = Path("."), device: str = "cpu") -> dict[str, pd.DataFrame]:
-    """Linear probe on cached embeddings and the classic floor, for every budget × seed (probe.py's protocol)."""
+    """Linear probe on cached embeddings and the classic floor, for every budget × seed (probe.py's protocol),
+    selected on the shared selection rows; each run also scores every shift set."""
+    from .shift import read_shift_sets
+    from .tuning import selection_index
+
     seed_everything(0)
     paths = TaskPaths(root, task)
     data = load_prepared(paths.prepared)
@@ -167,20 +220,29 @@ def probe_stage(params: Params, task: str, *, root: Path = Path("."), device: st
     task_params = params.task(task)
     multi = is_multi_label(task_params) or data.multi_label
     names = metric_names(multi)
+    sel = selection_index(data, params.scale.data.max_val)
     y = {s: data.splits[s].y for s in ("train", "val", "test")}
+    y["val"] = y["val"][sel]
+    emb_val = emb["val"][sel]
+    val_x = data.splits["val"].take(sel).x
+    sets = read_shift_sets(paths.shift)
+    shift_emb = embed_shift_sets(params, task, sets, device=device)
     n_outputs = y["train"].shape[1] if multi else len(data.label_names)
     probe_cfg = params.scale.probe
+    ft = params.scale.finetune
     seconds_per_row = embed_meta.get("cost", {}).get("seconds_per_row")
     backbone_params = embed_meta.get("cost", {}).get("backbone_params")
-    probe_rows, classic_rows, probe_preds, classic_preds, heads = [], [], {}, {}, {}
+    probe_rows, classic_rows, probe_preds, classic_preds, heads, shift_rows, hparams = [], [], {}, {}, {}, [], []
+    pilot = (str(ft.search_seed), str(subsets["n_train"] if ft.search_budget == "all" else ft.search_budget))
     for seed, by_size in subsets["subsets"].items():
         for budget, index in by_size.items():
             index = np.asarray(index)
             seed_everything(int(seed))
             with measure(device) as cost:
-                model, info = fit_probe(emb["train"][index], y["train"][index], emb["val"], y["val"],
+                model, info = fit_probe(emb["train"][index], y["train"][index], emb_val, y["val"],
                                         c_grid=probe_cfg.c_grid, main_metric=task_params.main_metric,
-                                        n_outputs=n_outputs, max_iter=probe_cfg.max_iter)
+                                        n_outputs=n_outputs, max_iter=probe_cfg.max_iter,
+                                        grid_extensions=probe_cfg.grid_extensions)
             start = time.perf_counter()
             probs = model.predict_proba(emb["test"])
             infer_seconds = time.perf_counter() - start
@@ -188,185 +250,83 @@ def probe_stage(params: Params, task: str, *, root: Path = Path("."), device: st
             metrics = compute_metrics(probs, y["test"], thresholds=thresholds)
             w_raw, b_raw = model.raw_head()
             heads[f"w_{run_key(seed, budget)}"], heads[f"b_{run_key(seed, budget)}"] = w_raw, b_raw
-            probe_preds[run_key(seed, budget)] = probs.astype(np.float32)
+            probe_preds[run_key(seed, budget)] = probs
             if thresholds is not None:
                 probe_preds[f"thr_{run_key(seed, budget)}"] = thresholds
             trainable = int(model.weight.size + model.bias.size)
+            # serving a prediction = embedding it (the backbone's forward) + the linear head
+            serve_seconds = infer_seconds + (seconds_per_row or 0.0) * len(y["test"])
             probe_rows.append({
                 "task": task, "method": "probe", "seed": int(seed), "budget": int(budget),
                 **{k: v for k, v in metrics.items() if k in names}, "c": info["c"], "val_score": info["val_score"],
+                "c_edge_limited": info["edge_limited"], "n_val": len(y["val"]),
                 "train_seconds": cost.seconds, "embed_seconds": None if seconds_per_row is None else
                 seconds_per_row * (len(index) + len(y["val"])),
-                "infer_seconds": infer_seconds, "infer_samples_per_s": len(y["test"]) / max(infer_seconds, 1e-9),
+                "infer_seconds": infer_seconds, "infer_ms_per_1000": 1e6 * serve_seconds / len(y["test"]),
                 "peak_mem_mib": cost.peak_mem_mib, "trainable_params": trainable,
                 "total_params": trainable + (backbone_params or 0),
                 "train_flops": info["flops"],
-                "device": device_name(device), "cost": price(cost.seconds, params.scale.finetune.price_per_device_hour),
+                "device": device_name(device), "cost": price(cost.seconds, ft.price_per_device_hour),
             })
+            for s in sets:
+                shift_metrics = compute_metrics(model.predict_proba(shift_emb[s.name]), s.y, thresholds=thresholds)
+                shift_rows.append(_shift_row(task, "probe", int(seed), int(budget), s, shift_metrics, names))
             classic_rows.append(_classic_run(data, index, y, seed=int(seed), budget=int(budget), task=task,
                                              main_metric=task_params.main_metric, c_grid=probe_cfg.c_grid,
-                                             names=names, preds=classic_preds, device=device))
+                                             extensions=probe_cfg.grid_extensions, val_x=val_x, names=names,
+                                             preds=classic_preds, sets=sets, shift_rows=shift_rows))
+            if (seed, budget) == pilot:
+                for method, path, picked, edge in (("probe", info["c_path"], info["c"], info["edge_limited"]),
+                                                   ("classic", classic_rows[-1].pop("_c_path"), classic_rows[-1]["c"],
+                                                    classic_rows[-1]["c_edge_limited"])):
+                    hparams += [{"method": method, "hyperparameter": "C", "value": e["c"], "val_score": e["val_score"],
+                                 "chosen": e["c"] == picked, "edge_limited": edge, "budget": int(budget),
+                                 "seed": int(seed), "n_val": len(y["val"]), "still_improving": None} for e in path]
+            classic_rows[-1].pop("_c_path", None)
     write_npz(paths.probe_heads, **heads)
     probe = write_method_outputs(paths, "probe", probe_rows, probe_preds, y_test=y["test"], summary_columns=names)
     classic = write_method_outputs(paths, "classic", classic_rows, classic_preds, y_test=y["test"],
                                    summary_columns=names)
+    shift_frame = pd.DataFrame(shift_rows)
+    for method in ("probe", "classic"):
+        write_csv(paths.results / "shift" / f"{method}.csv", shift_frame[shift_frame["method"] == method])
+        write_csv(paths.results / "hparams" / f"{method}.csv",
+                  pd.DataFrame([h for h in hparams if h["method"] == method]))
     return {"probe": probe, "classic": classic}
 
 
+def _shift_row(task: str, method: str, seed: int, budget: int, s: Any, metrics: dict[str, Any],
+               names: tuple[str, ...]) -> dict[str, Any]:
+    return {"task": task, "method": method, "seed": seed, "budget": budget, "set": s.name, "shift": s.shift,
+            "severity": s.severity, "rows": len(s.y), **{k: v for k, v in metrics.items() if k in names}}
+
+
 def _classic_run(data: Any, index: np.ndarray, y: dict[str, np.ndarray], *, seed: int, budget: int, task: str,
-                 main_metric: str, c_grid: tuple[float, ...], names: tuple[str, ...],
-                 preds: dict[str, np.ndarray], device: str) -> dict[str, Any]:
+                 main_metric: str, c_grid: tuple[float, ...], extensions: int, val_x: Any, names: tuple[str, ...],
+                 preds: dict[str, np.ndarray], sets: list[Any], shift_rows: list[dict[str, Any]]) -> dict[str, Any]:
     train_x = [data.splits["train"].x[i] for i in index] if data.kind == "text" else data.splits["train"].x[index]
     with measure("cpu") as cost:
-        x_train, (x_val, x_test), n_features = classic_features(
-            train_x, [data.splits["val"].x, data.splits["test"].x], kind=data.kind)
+        x_train, (x_val, x_test, *x_shift), n_features = classic_features(
+            train_x, [val_x, data.splits["test"].x, *[s.x for s in sets]], kind=data.kind)
         model, info = fit_classic(x_train, y["train"][index], x_val, y["val"], c_grid=c_grid,
-                                  main_metric=main_metric, seed=seed)
+                                  main_metric=main_metric, seed=seed, grid_extensions=extensions)
     start = time.perf_counter()
     probs = np.asarray(model.predict_proba(x_test), np.float64)
     infer_seconds = time.perf_counter() - start
     thresholds = None if info["thresholds"] is None else np.asarray(info["thresholds"])
     metrics = compute_metrics(probs, y["test"], thresholds=thresholds)
-    preds[run_key(seed, budget)] = probs.astype(np.float32)
+    preds[run_key(seed, budget)] = probs
     if thresholds is not None:
         preds[f"thr_{run_key(seed, budget)}"] = thresholds
+    for s, xs in zip(sets, x_shift):
+        shift_metrics = compute_metrics(np.asarray(model.predict_proba(xs), np.float64), s.y, thresholds=thresholds)
+        shift_rows.append(_shift_row(task, "classic", seed, budget, s, shift_metrics, names))
     n_out = y["train"].shape[1] if y["train"].ndim == 2 else probs.shape[1]
     return {"task": task, "method": "classic", "seed": seed, "budget": budget,
             **{k: v for k, v in metrics.items() if k in names}, "c": info["c"], "val_score": info["val_score"],
+            "c_edge_limited": info["edge_limited"], "n_val": len(y["val"]), "_c_path": info["c_path"],
             "features": "tfidf-1-2gram" if data.kind == "text" else "raw-pixels", "n_features": n_features,
             "train_seconds": cost.seconds, "infer_seconds": infer_seconds,
-            "infer_samples_per_s": len(y["test"]) / max(infer_seconds, 1e-9), "peak_mem_mib": cost.peak_mem_mib,
+            "infer_ms_per_1000": 1e6 * infer_seconds / len(y["test"]), "peak_mem_mib": cost.peak_mem_mib,
             "trainable_params": int(n_features * n_out + n_out), "total_params": int(n_features * n_out + n_out),
             "device": device_name("cpu")}
-
-
-# ---------------------------------------------------------------------------------------------- finetune
-
-
-def finetune_config(params: Params, task: str, method: str, seed: int) -> Any:
-    from .engine import TrainConfig
-
-    ft = params.scale.finetune
-    lr = {"full": ft.lr, "lp_ft": ft.lp_ft_lr, "lora": ft.lora_lr}[method]
-    if task_kind(params.task(task)) == "image" and method != "lora":
-        lr *= ft.image_lr_scale  # whole-CNN fine-tuning takes ~10× a transformer's LR; LoRA's LR is shared
-    return TrainConfig(method=method, epochs=ft.epochs, batch_size=ft.batch_size, lr=lr, head_lr=ft.head_lr,
-                       lora_rank=ft.lora_rank, warmup_frac=ft.warmup_frac, weight_decay=ft.weight_decay,
-                       grad_accum=ft.grad_accum, grad_clip=ft.grad_clip, patience=ft.patience,
-                       min_steps=ft.min_steps, length_grouping=ft.length_grouping, class_weights=ft.class_weights, bn_mode=ft.bn_mode,
-                       main_metric=params.task(task).main_metric, seed=seed)
-
-
-def finetune_stage(params: Params, task: str, method: str, *, root: Path = Path("."),
-                   progress: bool = True) -> dict[str, pd.DataFrame]:
-    """Fine-tune with `method` on every budget × seed (engine.py's protocol) and score the test split once.
-
-    Finished runs are kept under ``checkpoints/<task>/<method>/<run>/result.json`` keyed by the run's
-    config and data, so a killed stage restarts where it stopped (and a half-done run from its last epoch).
-    """
-    import copy
-
-    import torch
-    from accelerate import Accelerator
-
-    from .costs import count_flops, count_parameters
-    from .engine import build_model, predict, train
-    from .params import check_method
-
-    check_method(method)
-    seed_everything(0)
-    paths = TaskPaths(root, task)
-    data = load_prepared(paths.prepared)
-    subsets = load_subsets(paths)
-    task_params = params.task(task)
-    multi = data.multi_label
-    names = metric_names(multi)
-    ft = params.scale.finetune
-    embed = params.scale.embed
-    base_encoder = load_backbone(params.backbone_for(task), kind=task_kind(task_params), pooling=embed.pooling,
-                                 max_length=embed.max_length, image_size=embed.image_size)
-    heads = None
-    if method == "lp_ft":
-        if not paths.probe_heads.is_file():
-            raise FileNotFoundError(f"{paths.probe_heads} not found; lp_ft starts from the probe: dvc repro probe")
-        with np.load(paths.probe_heads) as npz:
-            heads = {k: npz[k] for k in npz.files}
-    val = data.splits["val"]
-    if ft.max_val is not None and len(val) > ft.max_val:
-        from .data import cap_split
-
-        val = cap_split(val, ft.max_val, seed=0)  # one fixed validation subset for every run
-    test = data.splits["test"]
-    n_outputs = data.splits["train"].y.shape[1] if multi else len(data.label_names)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(),
-                              mixed_precision="bf16" if torch.cuda.is_available() else "no")
-    device = accelerator.device
-    rows, curves, preds = [], [], {}
-    for seed, by_size in subsets["subsets"].items():
-        for budget, index in by_size.items():
-            if int(budget) not in subsets["shared_sizes"]:
-                continue  # a probe-only budget
-            key = run_key(seed, budget)
-            config = finetune_config(params, task, method, int(seed))
-            run_dir = paths.checkpoints / method / key
-            run_id = {"config": config.digest(), "data": data.source["checksum"], "backbone": base_encoder.model_id,
-                      "embed": [embed.max_length, embed.image_size, embed.pooling], "val": len(val)}
-            done = run_dir / "result.json"
-            if done.is_file() and (cached := read_json(done)).get("run_id") == run_id:
-                rows.append(cached["row"])
-                curves.extend(cached["curve"])
-                with np.load(run_dir / "test_probs.npz") as npz:
-                    preds.update({k.replace("probs", key): npz[k] for k in npz.files})
-                continue
-            seed_everything(int(seed))
-            index = np.asarray(index)
-            train_part = data.splits["train"].take(index)
-            head = None if heads is None else (heads[f"w_{key}"], heads[f"b_{key}"])
-            model = build_model(copy.deepcopy(base_encoder), n_outputs, method=method, lora_rank=ft.lora_rank,
-                                probe_head=head)
-            trainable, total = count_parameters(model)
-            flops_per_sample = _flops_per_sample(model, train_part, device, count_flops)
-            with measure(device) as cost:
-                result = train(model, train_items=train_part.x, train_y=train_part.y, val_items=val.x, val_y=val.y,
-                               config=config, checkpoint_dir=run_dir, accelerator=accelerator, progress=progress)
-            start = time.perf_counter()
-            probs = predict(model, model.encoder, test.x, batch_size=max(ft.batch_size, 64), device=device,
-                            multi_label=multi)
-            infer_seconds = time.perf_counter() - start
-            metrics = compute_metrics(probs, test.y, thresholds=result.thresholds)
-            samples_trained = result.steps * ft.batch_size * ft.grad_accum
-            row = {"task": task, "method": method, "seed": int(seed), "budget": int(budget),
-                   **{k: v for k, v in metrics.items() if k in names},
-                   "best_epoch": result.best_epoch, "epochs_run": len(result.history), "val_score": result.best_val_score,
-                   "steps": result.steps, "passes_per_epoch": result.extra["passes_per_epoch"],
-                   "train_seconds": cost.seconds, "infer_seconds": infer_seconds,
-                   "infer_samples_per_s": len(test) / max(infer_seconds, 1e-9),
-                   "train_samples_per_s": samples_trained / max(cost.seconds, 1e-9),
-                   "peak_mem_mib": cost.peak_mem_mib, "trainable_params": trainable, "total_params": total,
-                   "train_flops": int(flops_per_sample * samples_trained), "device": device_name(device),
-                   "cost": price(cost.seconds, ft.price_per_device_hour), "resumed_from_epoch": result.resumed_from_epoch}
-            curve = [{"task": task, "method": method, "seed": int(seed), "budget": int(budget), **h}
-                     for h in result.history]
-            rows.append(row)
-            curves.extend(curve)
-            preds[key] = probs.astype(np.float32)
-            extra = {}
-            if result.thresholds is not None:
-                preds[f"thr_{key}"] = extra["thr_probs"] = np.asarray(result.thresholds)
-            write_npz(run_dir / "test_probs.npz", probs=preds[key], **extra)
-            write_json(done, {"run_id": run_id, "row": row, "curve": curve})
-            (run_dir / "state.pt").unlink(missing_ok=True)  # finished: the weights are not needed again
-    frame = write_method_outputs(paths, method, rows, preds, y_test=test.y, summary_columns=names)
-    curve_frame = pd.DataFrame(curves)
-    write_csv(paths.results / "curves" / f"{method}.csv", curve_frame)
-    return {method: frame, "curves": curve_frame}
-
-
-def _flops_per_sample(model: Any, part: Any, device: Any, count_flops: Any) -> float:
-    """Forward+backward FLOPs per sample on one representative micro-batch (eval mode: no BN update)."""
-    items = part.x[:8]
-    batch = {k: v.to(device) for k, v in model.encoder.prepare(items).items()}
-    model.to(device).eval()
-    flops = count_flops(lambda: model(**batch).float().sum().backward())
-    model.zero_grad(set_to_none=True)
-    return flops / len(items)

@@ -15,7 +15,8 @@ from . import compare, reports
 from .data import load_prepared
 from .io import read_json, write_csv, write_json
 from .params import METHODS, PROFILES, Params, ParamsError, load_params
-from .stages import TaskPaths, embed_stage, finetune_stage, prepare_stage, probe_stage, run_key
+from .stages import TaskPaths, embed_stage, prepare_stage, probe_stage, run_key, shift_stage
+from .tuning import finetune_stage, search_stage
 
 
 def notebook_params(*, params_path: str, profile: str, task: str | None = None, method: str | None = None,
@@ -42,6 +43,8 @@ def ensure_upstream(params: Params, task: str, root: Path, *, probe: bool = Fals
     paths = TaskPaths(root, task)
     if not paths.subsets.is_file():
         prepare_stage(params, task, root=root)
+    if not (paths.shift / "sets.json").is_file():
+        shift_stage(params, task, root=root)
     if not (paths.embeddings / "meta.json").is_file():
         embed_stage(params, task, root=root)
     if probe and not paths.probe_heads.is_file():
@@ -89,6 +92,8 @@ def compare_metrics(frame: pd.DataFrame) -> tuple[str, ...]:
 def finetune_view(params: Params, task: str, method: str, root: Path, *, progress: bool = True) -> dict[str, Any]:
     """Run one fine-tuning method; its learning curve beside the probe's, and its train/val curves."""
     ensure_upstream(params, task, root, probe=method == "lp_ft")
+    if not (TaskPaths(root, task).results / "hparams" / f"{method}.csv").is_file():
+        search_stage(params, task, method, root=root, progress=progress)
     out = finetune_stage(params, task, method, root=root, progress=progress)
     metric = params.task(task).main_metric
     paths = TaskPaths(root, task)
@@ -125,7 +130,15 @@ def compare_view(params: Params, task: str, root: Path, *, n_boot: int = 1000) -
                    if "ece" in results else pd.DataFrame())
     guide = compare.decision_guide(results, pairs, metric=metric)
     headline = compare.headline(results, metric)
-    headline.update({"crossing_budget": crossing, "task": task})
+    drops = compare.shift_drops(results, compare.load_shift(paths.results), metric)
+    drop_diffs = compare.drop_differences(drops)
+    write_csv(paths.results / "shift_drops.csv", drops)
+    write_csv(paths.results / "shift_compare.csv", drop_diffs)
+    robustness = {}
+    if not drops.empty:
+        at = drops[drops["budget"] == headline["budget"]]
+        robustness = {str(m): float(v) for m, v in at.groupby("method")["drop_points"].mean().items()}
+    headline.update({"crossing_budget": crossing, "task": task, "shift_drop_points": robustness})
     write_json(paths.metrics / "headline.json", headline)
     write_csv(paths.results / "decision.csv", guide)
     wide = compare.summary_table(results, metric).astype({"method": str}).pivot(index="budget", columns="method",
@@ -136,10 +149,26 @@ def compare_view(params: Params, task: str, root: Path, *, n_boot: int = 1000) -
                                               figure_path(root, task, "learning-curves")),
         "cost_quality": reports.save_figure(reports.cost_quality_figure(results, metric, title=f"{task}: quality vs cost"),
                                             figure_path(root, task, "cost-quality")),
+        "shift": reports.save_figure(reports.shift_figure(drops, metric, budget=headline["budget"],
+                                                          title=f"{task}: {metric} under shift, "
+                                                                f"{headline['budget']} labels"),
+                                     figure_path(root, task, "shift")),
     }
+    hparams = pd.concat([pd.read_csv(p) for p in sorted((paths.results / "hparams").glob("*.csv"))
+                         if p.stat().st_size > 1], ignore_index=True) if (paths.results / "hparams").is_dir() \
+        else pd.DataFrame()
+    write_csv(paths.results / "hparams.csv", hparams)
     return {"metric": metric, "summary": compare.summary_table(results, metric), "comparisons": comp_frame,
             "crossing": crossing, "gap": gap, "costs": costs, "calibration": calibration, "guide": guide,
-            "headline": headline, "figures": figs}
+            "headline": headline, "figures": figs, "hparams": hparams, "shift_compare": drop_diffs,
+            "shift_summary": _shift_summary(drops)}
+
+
+def _shift_summary(drops: pd.DataFrame) -> pd.DataFrame:
+    """Mean drop (points) per method × budget × shift family."""
+    if drops.empty:
+        return drops
+    return drops.groupby(["budget", "shift", "method"])["drop_points"].mean().unstack("method").reset_index()
 
 
 def summary_view(params: Params, tasks: list[str], root: Path) -> dict[str, Any]:

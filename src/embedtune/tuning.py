@@ -1,0 +1,393 @@
+"""Training stages of the tuned methods (full, lp_ft, lora, partial): learning-rate search, then the runs.
+
+Protocol (one selection set, search on validation, schedules that converge):
+1. **Selection rows.** Every method — classic, probe and each tuned one — picks its hyperparameters, its
+   stopping point and its multi-label thresholds on the same validation rows (`selection_rows`: the whole
+   validation split, or one seeded stratified subset of ``data.max_val`` rows for everyone).
+2. **Search at a pilot.** Each tuned method's learning rate is searched once per task at the pilot budget
+   and seed (``finetune.search_budget`` / ``search_seed``) over ``finetune.lr_grid`` (images: × the image LR
+   scale). A pick at an edge of the grid extends it by ×``lr_step`` beyond that edge, at most
+   ``grid_extensions`` times; a pick still at the edge is recorded (``edge_limited``) and reported. The
+   chosen LR is reused at every budget and seed (`search_stage` writes ``results/<task>/hparams/<m>.csv``;
+   `finetune_stage` reads it). Searching at every budget would cost grid-size × the runs.
+3. **Runs** follow engine.py's schedule (evaluations on the selection rows, patience, best restored).
+   The test split and every shift set (shift.py) are scored once, after training, inside the run.
+4. **Run cache.** A finished run is kept under ``checkpoints/<task>/<method>/<run>/`` and reused only when
+   its key matches (`run_identity`): the training config, the subset's row indices, the selection rows,
+   the data checksum, the backbone's weights hash, the probe head (lp_ft), the shift sets' checksum and the
+   source of the modules that train. Editing any of them retrains; ``make clean-runs`` empties the cache.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .backbones import Encoder, load_backbone
+from .costs import device_name, measure, price
+from .data import TaskData, load_prepared
+from .io import md5_file, read_json, seed_everything, write_csv, write_json, write_npz
+from .metrics import compute_metrics
+from .params import Params, check_method, task_kind
+from .shift import ShiftSet, read_shift_sets
+
+# the modules whose code decides a tuned run's numbers (their bytes enter the run-cache key)
+TRAINING_MODULES = ("engine.py", "backbones.py", "partial.py", "metrics.py", "tuning.py", "shift.py")
+
+
+def source_digest(modules: tuple[str, ...] = TRAINING_MODULES) -> str:
+    here = Path(__file__).parent
+    digest = hashlib.md5()
+    for name in modules:
+        digest.update(name.encode())
+        digest.update((here / name).read_bytes())
+    return digest.hexdigest()
+
+
+def selection_index(data: TaskData, max_val: int | None) -> np.ndarray:
+    """Row indices (into the validation split) every method selects on (module docstring, step 1)."""
+    from .data import stratified_order
+
+    y = data.splits["val"].y
+    if max_val is None or len(y) <= max_val:
+        return np.arange(len(y))
+    return np.sort(stratified_order(y, seed=0, limit=max_val)[:max_val])
+
+
+def selection_rows(data: TaskData, max_val: int | None) -> Any:
+    """The validation rows every method selects on (a Split)."""
+    return data.splits["val"].take(selection_index(data, max_val))
+
+
+def array_digest(*arrays: Any) -> str:
+    digest = hashlib.md5()
+    for a in arrays:
+        digest.update(np.ascontiguousarray(np.asarray(a)).tobytes())
+    return digest.hexdigest()
+
+
+def run_identity(*, config_digest: str, subset: np.ndarray, selection: np.ndarray, data_checksum: str,
+                 weights_hash: str, head: tuple[np.ndarray, np.ndarray] | None, shift_digest: str,
+                 source: str, extra: dict[str, Any]) -> str:
+    """The run-cache key (module docstring, step 4)."""
+    parts = {"config": config_digest, "subset": array_digest(subset), "selection": array_digest(selection),
+             "data": data_checksum, "weights": weights_hash, "head": None if head is None else array_digest(*head),
+             "shift": shift_digest, "source": source, **extra}
+    return hashlib.md5(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def method_lr_grid(params: Params, task: str, method: str) -> tuple[float, ...]:
+    ft = params.scale.finetune
+    grid = tuple(sorted(ft.lr_grid[method]))
+    if task_kind(params.task(task)) == "image" and method != "lora":
+        grid = tuple(v * ft.image_lr_scale for v in grid)  # CNN fine-tuning takes ~10× a transformer's LR
+    return grid
+
+
+def train_config(params: Params, task: str, method: str, *, seed: int, lr: float) -> Any:
+    from .engine import TrainConfig
+
+    ft = params.scale.finetune
+    return TrainConfig(method=method, max_epochs=ft.max_epochs, batch_size=ft.batch_size, lr=lr, head_lr=ft.head_lr,
+                       lora_rank=ft.lora_rank, lora_alpha=ft.lora_alpha, lora_targets=ft.lora_targets,
+                       warmup_frac=ft.warmup_frac, weight_decay=ft.weight_decay, grad_accum=ft.grad_accum,
+                       grad_clip=ft.grad_clip, patience=ft.patience, min_steps=ft.min_steps, max_steps=ft.max_steps,
+                       evals_per_run=ft.evals_per_run, length_grouping=ft.length_grouping,
+                       class_weights=ft.class_weights, bn_mode=ft.bn_mode, main_metric=params.task(task).main_metric,
+                       seed=seed)
+
+
+@dataclass
+class StageContext:
+    """What every run of one (task, method) stage shares."""
+
+    params: Params
+    task: str
+    method: str
+    root: Path
+    data: TaskData
+    subsets: dict[str, Any]
+    val: Any
+    val_index: np.ndarray
+    test: Any
+    shift_sets: list[ShiftSet]
+    shift_digest: str
+    base_encoder: Encoder
+    heads: dict[str, np.ndarray] | None
+    accelerator: Any
+    banks: dict[str, Any]  # partial: frozen lower-block outputs of train / val / test / each shift set
+    source: str
+
+    @property
+    def multi(self) -> bool:
+        return self.data.multi_label
+
+    @property
+    def n_outputs(self) -> int:
+        return self.data.splits["train"].y.shape[1] if self.multi else len(self.data.label_names)
+
+
+def stage_context(params: Params, task: str, method: str, *, root: Path, progress: bool = True) -> StageContext:
+    """Load data, selection rows, shift sets, backbone (and for partial the lower-block banks)."""
+    import torch
+    from accelerate import Accelerator
+
+    from .stages import TaskPaths, load_subsets
+
+    check_method(method)
+    if method not in params.scale.finetune.methods:
+        raise ValueError(f"method {method!r} is not in profiles.{params.profile}.finetune.methods "
+                         f"{list(params.scale.finetune.methods)}; add it there or pick one of those")
+    paths = TaskPaths(root, task)
+    data = load_prepared(paths.prepared)
+    subsets = load_subsets(paths)
+    val_index = selection_index(data, params.scale.data.max_val)
+    val = data.splits["val"].take(val_index)
+    embed = params.scale.embed
+    encoder = load_backbone(params.backbone_for(task), kind=task_kind(params.task(task)), pooling=embed.pooling,
+                            max_length=embed.max_length, image_size=embed.image_size)
+    heads = None
+    if method == "lp_ft":
+        if not paths.probe_heads.is_file():
+            raise FileNotFoundError(f"{paths.probe_heads} not found; lp_ft starts from the probe: dvc repro probe")
+        with np.load(paths.probe_heads) as npz:
+            heads = {k: npz[k] for k in npz.files}
+    shift_dir = paths.shift
+    sets = read_shift_sets(shift_dir)
+    shift_digest = md5_file(shift_dir / "sets.json")
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(),
+                              mixed_precision="bf16" if torch.cuda.is_available() else "no")
+    banks: dict[str, Any] = {}
+    if method == "partial":
+        from .partial import build_feature_bank
+
+        k = params.scale.finetune.partial_blocks[encoder.kind]
+        batch = params.scale.embed.batch_size
+        start = time.perf_counter()
+        banks["test"] = build_feature_bank(encoder, data.splits["test"].x, top_k=k, batch_size=batch)
+        banks["seconds_per_row"] = (time.perf_counter() - start) / max(len(data.splits["test"].y), 1)
+        banks["train"] = build_feature_bank(encoder, data.splits["train"].x, top_k=k, batch_size=batch,
+                                            progress=progress, desc="lower blocks: train")
+        banks["val"] = build_feature_bank(encoder, val.x, top_k=k, batch_size=batch)
+        for s in sets:
+            banks[f"shift:{s.name}"] = build_feature_bank(encoder, s.x, top_k=k, batch_size=batch)
+    return StageContext(params=params, task=task, method=method, root=root, data=data, subsets=subsets, val=val,
+                        val_index=val_index, test=data.splits["test"], shift_sets=sets, shift_digest=shift_digest,
+                        base_encoder=encoder, heads=heads, accelerator=accelerator, banks=banks,
+                        source=source_digest())
+
+
+def _model_for(ctx: StageContext, key: str) -> Any:
+    from .engine import build_model
+
+    ft = ctx.params.scale.finetune
+    encoder = copy.deepcopy(ctx.base_encoder)
+    if ctx.method == "partial":
+        from .partial import PartialEncoder
+
+        encoder = PartialEncoder(encoder, ft.partial_blocks[encoder.kind])
+    head = None if ctx.heads is None else (ctx.heads[f"w_{key}"], ctx.heads[f"b_{key}"])
+    return build_model(encoder, ctx.n_outputs, method=ctx.method, lora_rank=ft.lora_rank, lora_alpha=ft.lora_alpha,
+                       lora_targets=ft.lora_targets, probe_head=head)
+
+
+def _items(ctx: StageContext, split: str, raw: Any) -> Any:
+    """Raw items, or the partial method's bank for the same rows."""
+    return ctx.banks[split] if ctx.method == "partial" else raw
+
+
+def run_one(ctx: StageContext, *, seed: int, budget: int, lr: float, progress: bool = True,
+            score_shift: bool = True) -> dict[str, Any]:
+    """Train one run (or reuse it from the run cache) and score test and shift sets; see the module doc."""
+    from .costs import count_parameters
+    from .engine import predict, train
+    from .stages import TaskPaths, metric_names, run_key
+
+    ft = ctx.params.scale.finetune
+    key = run_key(seed, budget)
+    index = np.asarray(ctx.subsets["subsets"][str(seed)][str(budget)])
+    config = train_config(ctx.params, ctx.task, ctx.method, seed=seed, lr=lr)
+    head = None if ctx.heads is None else (ctx.heads[f"w_{key}"], ctx.heads[f"b_{key}"])
+    identity = run_identity(config_digest=config.digest(), subset=index, selection=ctx.val_index,
+                            data_checksum=ctx.data.source["checksum"], weights_hash=_weights_hash(ctx),
+                            head=head, shift_digest=ctx.shift_digest, source=ctx.source,
+                            extra={"embed": [ctx.params.scale.embed.max_length, ctx.params.scale.embed.image_size,
+                                             ctx.params.scale.embed.pooling],
+                                   "partial_blocks": ctx.params.scale.finetune.partial_blocks})
+    run_dir = TaskPaths(ctx.root, ctx.task).checkpoints / ctx.method / f"{key}_lr{lr:.3g}"
+    done = run_dir / "result.json"
+    if done.is_file() and (cached := read_json(done)).get("run_id") == identity:
+        with np.load(run_dir / "outputs.npz") as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        return {**cached, "arrays": arrays, "cached": True}
+    seed_everything(seed)
+    names = metric_names(ctx.multi)
+    train_part = ctx.data.splits["train"].take(index)
+    train_items = ctx.banks["train"][index] if ctx.method == "partial" else train_part.x
+    model = _model_for(ctx, key)
+    trainable, total = count_parameters(model)
+    if ctx.method == "partial":
+        total = sum(p.numel() for p in ctx.base_encoder.parameters()) + sum(p.numel() for p in model.head.parameters())
+    device = ctx.accelerator.device
+    with measure(device) as cost:
+        result = train(model, train_items=train_items, train_y=train_part.y, val_items=_items(ctx, "val", ctx.val.x),
+                       val_y=ctx.val.y, config=config, checkpoint_dir=run_dir, accelerator=ctx.accelerator,
+                       progress=progress)
+    batch = max(ft.batch_size, 64)
+    start = time.perf_counter()
+    probs = predict(model, model.encoder, _items(ctx, "test", ctx.test.x), batch_size=batch, device=device,
+                    multi_label=ctx.multi)
+    infer_seconds = time.perf_counter() - start
+    if ctx.method == "partial":  # serving runs the frozen lower blocks too (measured when the bank was built)
+        infer_seconds += ctx.banks["seconds_per_row"] * len(ctx.test.y)
+    thresholds = result.thresholds
+    metrics = compute_metrics(probs, ctx.test.y, thresholds=thresholds)
+    samples_trained = result.steps * ft.batch_size * ft.grad_accum
+    row = {"task": ctx.task, "method": ctx.method, "seed": seed, "budget": budget, "lr": lr,
+           **{k: v for k, v in metrics.items() if k in names},
+           "val_score": result.best_val_score, "n_val": len(ctx.val.y), "steps": result.steps,
+           "planned_steps": result.extra["planned_steps"], "best_step": result.best_step,
+           "evaluations": len(result.history), "still_improving": result.still_improving,
+           "stopped_early": result.stopped_early, "train_seconds": cost.seconds, "infer_seconds": infer_seconds,
+           "infer_ms_per_1000": 1000 * 1000 * infer_seconds / max(len(ctx.test.y), 1),
+           "train_samples_per_s": samples_trained / max(cost.seconds, 1e-9), "peak_mem_mib": cost.peak_mem_mib,
+           "trainable_params": trainable, "total_params": total, "device": device_name(device),
+           "cost": price(cost.seconds, ft.price_per_device_hour), "resumed_from_round": result.resumed_from_epoch}
+    if ctx.method == "partial":
+        row["lower_blocks_seconds_per_row"] = ctx.banks["seconds_per_row"]
+    curve = [{"task": ctx.task, "method": ctx.method, "seed": seed, "budget": budget, "lr": lr, **h}
+             for h in result.history]
+    arrays: dict[str, np.ndarray] = {"probs": probs}
+    if thresholds is not None:
+        arrays["thresholds"] = np.asarray(thresholds)
+    shift_rows = []
+    if score_shift:
+        for s in ctx.shift_sets:
+            shift_probs = predict(model, model.encoder, _items(ctx, f"shift:{s.name}", s.x), batch_size=batch,
+                                  device=device, multi_label=ctx.multi)
+            shift_metrics = compute_metrics(shift_probs, s.y, thresholds=thresholds)
+            shift_rows.append({"task": ctx.task, "method": ctx.method, "seed": seed, "budget": budget,
+                               "set": s.name, "shift": s.shift, "severity": s.severity, "rows": len(s.y),
+                               **{k: v for k, v in shift_metrics.items() if k in names}})
+    out = {"run_id": identity, "row": row, "curve": curve, "shift": shift_rows}
+    write_npz(run_dir / "outputs.npz", **arrays)
+    write_json(done, out)
+    (run_dir / "state.pt").unlink(missing_ok=True)  # finished: the weights are not needed again
+    return {**out, "arrays": arrays, "cached": False}
+
+
+def _weights_hash(ctx: StageContext) -> str:
+    if not hasattr(ctx, "_weights"):
+        ctx._weights = ctx.base_encoder.weights_hash()  # type: ignore[attr-defined]
+    return ctx._weights  # type: ignore[attr-defined]
+
+
+def grid_search(evaluate: Any, grid: tuple[float, ...], *, step: float, extensions: int) -> dict[str, Any]:
+    """Evaluate every grid value; while the best is at an edge, add the next value ×`step` beyond it (at
+    most `extensions` times). Ties go to the smaller value. Returns the path, the pick and whether the
+    pick is still at an edge of what was tried."""
+    scores = {float(v): float(evaluate(float(v))) for v in sorted(grid)}
+    added = 0
+    while True:
+        values = sorted(scores)
+        best = max(values, key=lambda v: (scores[v], -v))
+        at_low, at_high = best == values[0], best == values[-1]
+        if not (at_low or at_high) or added >= extensions or len(values) == 1 and added >= extensions:
+            break
+        nxt = best / step if at_low else best * step
+        scores[nxt] = float(evaluate(nxt))
+        added += 1
+    values = sorted(scores)
+    best = max(values, key=lambda v: (scores[v], -v))
+    return {"path": [(v, scores[v]) for v in values], "chosen": best,
+            "edge_limited": best in (values[0], values[-1]) and len(values) > 1}
+
+
+def search_stage(params: Params, task: str, method: str, *, root: Path = Path("."),
+                 progress: bool = True) -> pd.DataFrame:
+    """LR search at the pilot budget and seed (module docstring, step 2) → results/<task>/hparams/<method>.csv."""
+    from .stages import TaskPaths
+
+    seed_everything(0)
+    ctx = stage_context(params, task, method, root=root, progress=progress)
+    ft = params.scale.finetune
+    budget = _resolve_budget(ctx, ft.search_budget)
+    runs: dict[float, dict[str, Any]] = {}
+
+    def evaluate(lr: float) -> float:
+        runs[lr] = run_one(ctx, seed=ft.search_seed, budget=budget, lr=lr, progress=progress)
+        return runs[lr]["row"]["val_score"]
+
+    found = grid_search(evaluate, method_lr_grid(params, task, method), step=ft.lr_step,
+                        extensions=ft.grid_extensions)
+    frame = pd.DataFrame([{"method": method, "hyperparameter": "lr", "value": lr, "val_score": score,
+                           "chosen": lr == found["chosen"], "edge_limited": found["edge_limited"],
+                           "budget": budget, "seed": ft.search_seed, "n_val": len(ctx.val.y),
+                           "still_improving": runs[lr]["row"]["still_improving"]}
+                          for lr, score in found["path"]])
+    write_csv(TaskPaths(root, task).results / "hparams" / f"{method}.csv", frame)
+    return frame
+
+
+def _resolve_budget(ctx: StageContext, budget: int | str) -> int:
+    n = len(ctx.data.splits["train"].y)
+    value = n if budget == "all" else int(budget)
+    if str(value) not in ctx.subsets["subsets"][str(ctx.subsets["seeds"][0])]:
+        raise ValueError(f"finetune.search_budget: {budget} is not a prepared budget; allowed values: "
+                         f"{ctx.subsets['tuned_sizes']}")
+    return value
+
+
+def chosen_lr(path: Path, method: str) -> float:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; run the search stage first: dvc repro search")
+    frame = pd.read_csv(path)
+    picked = frame[frame["chosen"].astype(bool)]
+    if len(picked) != 1:
+        raise ValueError(f"{path}: expected one chosen learning rate for {method}, found {len(picked)}")
+    return float(picked["value"].iloc[0])
+
+
+def finetune_stage(params: Params, task: str, method: str, *, root: Path = Path("."),
+                   progress: bool = True) -> dict[str, pd.DataFrame]:
+    """Every tuned run of `method` at the searched LR (module docstring, step 3): results, curves, test
+    predictions (float64) and shift scores."""
+    from .stages import TaskPaths, metric_names, run_key, write_method_outputs
+
+    seed_everything(0)
+    paths = TaskPaths(root, task)
+    lr = chosen_lr(paths.results / "hparams" / f"{method}.csv", method)
+    ctx = stage_context(params, task, method, root=root, progress=progress)
+    rows, curves, shift_rows, preds = [], [], [], {}
+    for seed, budget in tuned_runs(ctx.subsets):
+        out = run_one(ctx, seed=seed, budget=budget, lr=lr, progress=progress)
+        key = run_key(seed, budget)
+        rows.append(out["row"])
+        curves.extend(out["curve"])
+        shift_rows.extend(out["shift"])
+        preds[key] = out["arrays"]["probs"]
+        if "thresholds" in out["arrays"]:
+            preds[f"thr_{key}"] = out["arrays"]["thresholds"]
+    frame = write_method_outputs(paths, method, rows, preds, y_test=ctx.test.y,
+                                 summary_columns=metric_names(ctx.multi))
+    curve_frame = pd.DataFrame(curves)
+    write_csv(paths.results / "curves" / f"{method}.csv", curve_frame)
+    write_csv(paths.results / "shift" / f"{method}.csv", pd.DataFrame(shift_rows))
+    return {method: frame, "curves": curve_frame}
+
+
+def tuned_runs(subsets: dict[str, Any]) -> list[tuple[int, int]]:
+    """(seed, budget) pairs the tuned methods run: every seed at the shared sizes, the first seed at the
+    single-seed sizes (prepare_stage writes both lists)."""
+    first = subsets["seeds"][0]
+    runs = [(int(seed), int(b)) for seed in subsets["seeds"] for b in subsets["shared_sizes"]]
+    runs += [(int(first), int(b)) for b in subsets.get("single_seed_sizes", [])]
+    return sorted(set(runs), key=lambda r: (r[1], r[0]))
