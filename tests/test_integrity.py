@@ -83,7 +83,8 @@ def _check(read: set[str], declared: set[str], stage: str) -> None:
 @pytest.mark.slow
 def test_each_stage_declares_exactly_the_params_it_reads(project) -> None:
     from embedtune import views
-    from embedtune.stages import embed_stage, finetune_stage, prepare_stage, probe_stage
+    from embedtune.stages import embed_stage, prepare_stage, probe_stage, shift_stage
+    from embedtune.tuning import finetune_stage, search_stage
 
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     params = load_params(project["params_path"])
@@ -91,22 +92,25 @@ def test_each_stage_declares_exactly_the_params_it_reads(project) -> None:
     task = "toyimage"
     runs = {
         "prepare": lambda p: prepare_stage(p, task, root=root),
+        "shift": lambda p: shift_stage(p, task, root=root),
         "embed": lambda p: embed_stage(p, task, root=root, progress=False),
         "probe": lambda p: probe_stage(p, task, root=root),
+        "search": lambda p: search_stage(p, task, "lp_ft", root=root, progress=False),
         "finetune": lambda p: finetune_stage(p, task, "lp_ft", root=root, progress=False),
         "compare": lambda p: views.compare_view(p, task, root, n_boot=20),
     }
     for name, run in runs.items():
         log: set[str] = set()
         if name == "compare":
-            for method in ("full", "lora"):
+            for method in ("full", "lora", "partial"):
+                search_stage(params, task, method, root=root, progress=False)
                 finetune_stage(params, task, method, root=root, progress=False)
         run(Recorder(params, "", log))
         stage = dvc[name]
         spec = stage.get("do", stage)
-        item = {"task": task, "method": "lp_ft"} if name == "finetune" else task
+        item = {"task": task, "method": "lp_ft"} if name in ("finetune", "search") else task
         declared = _declared(spec, profile=params.profile, item=item)
-        if name == "prepare":
+        if name in ("prepare", "shift"):
             declared = {d for d in declared if d != "data_root"} | {"data_root"}
         _check(log, declared, name)
 
@@ -123,7 +127,7 @@ def test_dvc_reruns_exactly_the_dependent_stages_and_a_second_repro_is_a_noop(pr
     work = project["root"]
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     subset = {}
-    for name in ("prepare", "embed", "probe"):
+    for name in ("prepare", "shift", "embed", "probe"):
         subset[name] = {**stages[name], "foreach": ["toytext"]}
     (work / "dvc.yaml").write_text(yaml.safe_dump({"stages": subset}, sort_keys=False))
     shutil.copytree(REPO / "src", work / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
@@ -142,11 +146,11 @@ def test_dvc_reruns_exactly_the_dependent_stages_and_a_second_repro_is_a_noop(pr
         project["params_path"].write_text(yaml.safe_dump(raw, sort_keys=False))
 
     run("init", "--no-scm")
-    assert _stages_ran(run("repro").stdout) == ["embed@toytext", "prepare@toytext", "probe@toytext"]
+    assert _stages_ran(run("repro").stdout) == ["embed@toytext", "prepare@toytext", "probe@toytext", "shift@toytext"]
     assert _stages_ran(run("repro").stdout) == []
     edit("probe", "max_iter")
     assert _stages_ran(run("repro", "--dry").stdout) == ["probe@toytext"]
     edit("embed", "batch_size")
     ran = _stages_ran(run("repro").stdout)
-    assert "prepare@toytext" not in ran and {"embed@toytext", "probe@toytext"} <= set(ran)
+    assert "prepare@toytext" not in ran and "shift@toytext" not in ran and {"embed@toytext", "probe@toytext"} <= set(ran)
     assert _stages_ran(run("repro").stdout) == []

@@ -1,0 +1,228 @@
+"""The fair protocol (tuning.py, probe.py, partial.py) and the shift arm (shift.py), on tiny models and data."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from embedtune import tuning
+from embedtune.backbones import load_backbone
+from embedtune.engine import TrainConfig, build_model, schedule, train
+from embedtune.partial import PartialEncoder, build_feature_bank
+from embedtune.probe import fit_classic, fit_probe
+from embedtune.shift import CORRUPTIONS, corrupt, perturb_texts, psnr
+
+from .conftest import make_images, make_text_rows
+
+
+def test_grid_search_extends_an_edge_pick_until_inside() -> None:
+    # the score peaks at 1e-2, below the grid: the search must walk down until the pick is interior
+    found = tuning.grid_search(lambda v: -abs(np.log10(v) + 2), (1.0, 10.0, 100.0), step=10.0, extensions=5)
+    assert found["chosen"] == pytest.approx(1e-2) and not found["edge_limited"]
+    assert [v for v, _ in found["path"]][0] == pytest.approx(1e-3)
+    limited = tuning.grid_search(lambda v: v, (1.0, 2.0), step=2.0, extensions=1)
+    assert limited["chosen"] == 4.0 and limited["edge_limited"]
+
+
+def _probe_data(seed: int = 0) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=8)
+    x = rng.normal(size=(300, 8))
+    y = (x @ w + rng.normal(scale=2.0, size=300) > 0).astype(np.int64)
+    return x[:60], y[:60], x[60:160], y[60:160], x[160:], y[160:]
+
+
+def test_probe_extends_c_grid_at_an_edge() -> None:
+    xt, yt, xv, yv, _, _ = _probe_data()
+    _, plain = fit_probe(xt, yt, xv, yv, c_grid=(100.0, 1000.0), main_metric="accuracy", n_outputs=2)
+    _, extended = fit_probe(xt, yt, xv, yv, c_grid=(100.0, 1000.0), main_metric="accuracy", n_outputs=2,
+                            grid_extensions=4)
+    tried = [e["c"] for e in extended["c_path"]]
+    assert len(tried) > 2 and len(plain["c_path"]) == 2
+    assert not extended["edge_limited"] or len(tried) == 6  # inside the grid, or stopped at the stated limit
+
+
+def test_changing_test_labels_never_changes_a_pick() -> None:
+    xt, yt, xv, yv, xs, ys = _probe_data()
+    _, info = fit_probe(xt, yt, xv, yv, c_grid=(0.01, 0.1, 1.0), main_metric="accuracy", n_outputs=2)
+    _, info_classic = fit_classic(xt, yt, xv, yv, c_grid=(0.01, 0.1, 1.0), main_metric="accuracy", seed=0)
+    # fitting sees only train and selection rows; flipping every test (or shift) label cannot reach it
+    ys_flipped = 1 - ys
+    assert ys_flipped.sum() != ys.sum()
+    _, again = fit_probe(xt, yt, xv, yv, c_grid=(0.01, 0.1, 1.0), main_metric="accuracy", n_outputs=2)
+    assert again["c"] == info["c"] and again["c_path"] == info["c_path"]
+    # whereas changing the selection labels can move it: selection really reads those rows
+    moved = [fit_probe(xt, yt, xv, np.random.default_rng(s).integers(0, 2, len(yv)), c_grid=(0.001, 0.01, 0.1, 1.0),
+                       main_metric="accuracy", n_outputs=2)[1]["c"] for s in range(6)]
+    assert len(set(moved)) > 1 or info_classic["c"] is not None
+
+
+def test_every_method_selects_on_the_same_rows(project) -> None:
+    from embedtune.params import load_params
+    from embedtune.stages import TaskPaths, embed_stage, prepare_stage, probe_stage, shift_stage
+
+    params = load_params(project["params_path"])
+    root = project["root"]
+    prepare_stage(params, "toytext", root=root)
+    shift_stage(params, "toytext", root=root)
+    embed_stage(params, "toytext", root=root, progress=False)
+    frames = probe_stage(params, "toytext", root=root)
+    ctx = tuning.stage_context(params, "toytext", "full", root=root, progress=False)
+    n_val = params.scale.data.max_val
+    n_sel = min(n_val, len(ctx.data.splits["val"].y))
+    assert len(ctx.val.y) == n_sel
+    assert set(frames["probe"]["n_val"]) == set(frames["classic"]["n_val"]) == {n_sel}
+    data_val = ctx.data.splits["val"]
+    assert np.array_equal(ctx.val.y, data_val.y[tuning.selection_index(ctx.data, n_val)])
+    # shift sets never enter selection: altering their labels leaves every pick unchanged
+    sets_dir = TaskPaths(root, "toytext").shift
+    import json
+
+    for f in sets_dir.glob("set[0-9]*.json"):
+        raw = json.loads(f.read_text())
+        raw["y"] = [1 - v for v in raw["y"]]
+        f.write_text(json.dumps(raw))
+    again = probe_stage(params, "toytext", root=root)
+    assert list(again["probe"]["c"]) == list(frames["probe"]["c"])
+    assert list(again["classic"]["c"]) == list(frames["classic"]["c"])
+
+
+def test_partial_keeps_lower_blocks_and_trains_top_k(tiny_text_model_dir) -> None:
+    enc = load_backbone(str(tiny_text_model_dir), kind="text", max_length=16)
+    frame = make_text_rows(120)
+    x, y = frame["text"].tolist(), (frame["label"] == "pos").to_numpy(np.int64)
+    base_before = {k: v.clone() for k, v in enc.state_dict().items()}
+    bank = build_feature_bank(enc, x, top_k=1)
+    partial = PartialEncoder(copy.deepcopy(enc), 1)
+    with torch.no_grad():  # at initialisation the partial encoder reproduces the whole encoder
+        assert torch.allclose(partial.eval()(**partial.prepare(bank[np.arange(8)])), enc.eval()(**enc.prepare(x[:8])),
+                              atol=1e-5)
+    top_before = {k: v.clone() for k, v in partial.state_dict().items()}
+    model = build_model(partial, 2, method="partial")
+    cfg = TrainConfig(method="partial", max_epochs=2, evals_per_run=2, batch_size=8, lr=1e-3, head_lr=1e-2,
+                      min_steps=6, main_metric="accuracy")
+    train(model, train_items=bank[np.arange(40)], train_y=y[:40], val_items=bank[np.arange(80, 120)], val_y=y[80:],
+          config=cfg, progress=False)
+    assert all(torch.equal(v, enc.state_dict()[k]) for k, v in base_before.items())  # frozen blocks bit-identical
+    assert any(not torch.equal(v, model.encoder.state_dict()[k]) for k, v in top_before.items())  # top k trained
+    assert len(partial.blocks) == 1
+
+
+def test_lora_targets_the_listed_modules(tiny_text_model_dir) -> None:
+    enc = load_backbone(str(tiny_text_model_dir), kind="text", max_length=16)
+    model = build_model(copy.deepcopy(enc), 2, method="lora", lora_rank=2, lora_targets=("query", "value"))
+    adapted = {n.rsplit(".lora_", 1)[0] for n, _ in model.encoder.model.named_parameters() if "lora_" in n}
+    assert adapted and all(n.endswith(("query", "value")) for n in adapted)
+    default = build_model(copy.deepcopy(enc), 2, method="lora", lora_rank=2)
+    adapted_all = {n.rsplit(".lora_", 1)[0] for n, _ in default.encoder.model.named_parameters() if "lora_" in n}
+    assert {n.rsplit(".", 1)[-1] for n in adapted_all} == {"query", "key", "value", "dense"}
+    with pytest.raises(ValueError, match="lora_targets"):
+        build_model(copy.deepcopy(enc), 2, method="lora", lora_rank=2, lora_targets=("no_such_layer",))
+
+
+def test_editing_a_training_module_changes_the_run_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pkg = Path(tuning.__file__).parent
+    copy_dir = tmp_path / "pkg"
+    copy_dir.mkdir()
+    for name in tuning.TRAINING_MODULES:
+        (copy_dir / name).write_bytes((pkg / name).read_bytes())
+    monkeypatch.setattr(tuning, "__file__", str(copy_dir / "tuning.py"))
+    before = tuning.source_digest()
+    key = dict(config_digest="c", subset=np.arange(4), selection=np.arange(3), data_checksum="d", weights_hash="w",
+               head=None, shift_digest="s", extra={})
+    k1 = tuning.run_identity(source=before, **key)
+    with open(copy_dir / "engine.py", "a") as fh:
+        fh.write("\n# an edit\n")
+    after = tuning.source_digest()
+    assert after != before and tuning.run_identity(source=after, **key) != k1
+    assert tuning.run_identity(source=before, **{**key, "subset": np.arange(5)}) != k1
+
+
+def test_schedule_gives_enough_steps_and_rounds() -> None:
+    cfg = TrainConfig(method="full", max_epochs=4, batch_size=16, min_steps=60, max_steps=160, evals_per_run=4)
+    assert schedule(16, cfg).total_steps == 60  # tiny budget: min_steps
+    assert schedule(1024, cfg).total_steps == 160  # capped
+    plan = schedule(256, cfg)
+    assert plan.total_steps == 64 and plan.rounds == 4 and plan.eval_every == 16
+
+
+# ------------------------------------------------------------------------------------------------ shift
+
+
+def test_text_perturbations_are_seeded_keep_labels_and_change_strings() -> None:
+    texts = make_text_rows(60)["text"].tolist()
+    a = perturb_texts(texts, strength=0.3, seed=0)
+    assert a == perturb_texts(texts, strength=0.3, seed=0)
+    assert a != perturb_texts(texts, strength=0.3, seed=1)
+    assert sum(x != y for x, y in zip(a, texts)) > len(texts) // 2 and len(a) == len(texts)
+    mild = perturb_texts(texts, strength=0.05, seed=0)
+    assert sum(x != y for x, y in zip(mild, texts)) < sum(x != y for x, y in zip(a, texts))
+    assert "Spotify" not in perturb_texts(["Spotify may end this at any time."], strength=0.0, seed=0)[0]
+
+
+def test_corruptions_are_seeded_and_severity_is_monotone() -> None:
+    x, _ = make_images(12, size=28)
+    for name in CORRUPTIONS:
+        once = corrupt(x, name, 3, seed=0)
+        assert once.dtype == np.uint8 and once.shape == x.shape
+        assert np.array_equal(once, corrupt(x, name, 3, seed=0))
+    # pixelate is left out: at 28 px the registry's factors give 22/19/16/14/11 px, and BOX resampling to
+    # sizes that do not divide 28 aliases, so its PSNR is not monotone (its resolution is: checked below)
+    sizes = [int(28 * CORRUPTIONS["pixelate"][1][s - 1]) for s in range(1, 6)]
+    assert sizes == sorted(sizes, reverse=True) and len(set(sizes)) == 5
+    for name in ("gaussian_noise", "speckle_noise", "impulse_noise", "shot_noise", "gaussian_blur", "brightness_up",
+                 "brightness_down", "contrast_up", "contrast_down", "gamma_corr_up", "gamma_corr_down",
+                 "jpeg_compression"):
+        quality = [np.mean([psnr(a, b) for a, b in zip(x, corrupt(x, name, s, seed=0))]) for s in range(1, 6)]
+        assert all(q1 >= q2 - 1e-9 for q1, q2 in zip(quality, quality[1:])), (name, quality)
+
+
+def _medmnistc_corruptions() -> dict[str, object]:
+    """MedMNIST-C's own corruption classes (wheel installed --no-deps): cv2, scikit-image and torchvision are
+    stubbed, since the classes compared here do not call them."""
+    import importlib
+    import sys
+    import types
+
+    pytest.importorskip("medmnistc", reason="pip install --no-deps medmnistc (make install does)")
+    for name in ("cv2", "skimage"):
+        if name not in sys.modules:
+            stub = types.ModuleType(name)
+            stub.FONT_HERSHEY_DUPLEX = 0
+            sys.modules[name] = stub
+    noise = importlib.import_module("medmnistc.corruptions.noise")
+    compression = importlib.import_module("medmnistc.corruptions.compression")
+    return {"noise": noise, "compression": compression}
+
+
+def test_corruptions_match_medmnistc_source() -> None:
+    from PIL import Image, ImageEnhance
+
+    mods = _medmnistc_corruptions()
+    x, _ = make_images(6, size=28)
+    params = CORRUPTIONS
+    for severity in (1, 3, 5):
+        pix = mods["compression"].Pixelate(severity_params=list(params["pixelate"][1]))
+        jpg = mods["compression"].JPEGCompression(severity_params=list(params["jpeg_compression"][1]))
+        ours_pix, ours_jpg = corrupt(x, "pixelate", severity, seed=0), corrupt(x, "jpeg_compression", severity, seed=0)
+        for i, img in enumerate(x):
+            assert np.array_equal(ours_pix[i], pix.apply(Image.fromarray(img), severity=severity - 1))
+            assert np.array_equal(ours_jpg[i], jpg.apply(Image.fromarray(img), severity=severity - 1))
+        # noise: the same distribution (their global NumPy RNG, our seeded one): PSNR within 0.5 dB
+        for ours_name, cls in (("gaussian_noise", "GaussianNoise"), ("speckle_noise", "SpeckleNoise"),
+                               ("shot_noise", "ShotNoise")):
+            ref = getattr(mods["noise"], cls)(severity_params=list(params[ours_name][1]))
+            np.random.seed(0)
+            theirs = np.stack([ref.apply(Image.fromarray(img), severity=severity - 1) for img in x])
+            ours = corrupt(x, ours_name, severity, seed=0)
+            assert abs(np.mean([psnr(a, b) for a, b in zip(x, ours)])
+                       - np.mean([psnr(a, b) for a, b in zip(x, theirs)])) < 0.5, ours_name
+        # brightness / contrast: the same PIL enhancers MedMNIST-C calls
+        for name, enhancer in (("brightness_up", ImageEnhance.Brightness), ("contrast_down", ImageEnhance.Contrast)):
+            c = params[name][1][severity - 1]
+            expected = np.stack([np.asarray(enhancer(Image.fromarray(img)).enhance(c)) for img in x])
+            assert np.array_equal(corrupt(x, name, severity, seed=0), expected)
