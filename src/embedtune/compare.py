@@ -1,11 +1,21 @@
 """Paired comparisons between methods, crossing budgets, cost ratios and the decision guide.
 
 Every method scores the same test examples on the same budget subsets and seeds, so differences are
-paired. The confidence interval of a difference comes from a two-level bootstrap: each replicate
-resamples the seeds and, shared by both methods, the test examples; the statistic is the mean over
-the resampled seeds of (metric A − metric B). 95% percentile intervals; "significant" means the
-interval excludes zero. Metrics here are `metrics.fast_metric`, NumPy versions of the shipped `evaluate`
-modules (the tests check they agree), since a bootstrap calls them thousands of times.
+paired. The interval of a difference (`paired_interval`) has two parts that add in quadrature:
+
+- **seeds**: the S per-seed differences d_s (each on the whole test split) give the seed term
+  t_{S−1, 0.975} · sd(d_s) / √S — a t quantile, so 3 seeds do not pretend to be many (a bootstrap over 3
+  seeds understates that spread);
+- **the shared test set**: the spread of d_s already holds each seed's own example noise, but not the
+  test set every seed shares. Resampling test examples (one resample for both methods and all seeds)
+  estimates it as the mean off-diagonal covariance of the resampled (d_s, d_t); its term is
+  z_{0.975} · √cov.
+
+With one seed (the single-seed budgets) the interval is the example bootstrap's normal interval. A p-value comes from the same
+standard error (normal approximation), and within a report the family of all its comparisons is
+corrected by Holm's step-down method: "significant" means the Holm-adjusted p < 0.05. A test checks the
+interval's coverage on a simulated paired problem with 3 seeds. Metrics here are `metrics.fast_metric`,
+NumPy versions of the shipped `evaluate` modules (the tests check they agree).
 """
 
 from __future__ import annotations
@@ -36,14 +46,18 @@ class Comparison:
     low: float
     high: float
     n_seeds: int
+    p_value: float | None = None
+    p_holm: float | None = None  # Holm-adjusted within the report's family (all_comparisons)
 
     @property
     def significant(self) -> bool:
+        if self.p_holm is not None:
+            return self.p_holm < 0.05
         return self.low > 0 or self.high < 0
 
     def verdict(self) -> str:
         d, lo, hi = 100 * self.diff, 100 * self.low, 100 * self.high
-        if self.significant:
+        if self.significant:  # Holm-adjusted when available
             winner, loser = (self.method_a, self.method_b) if d > 0 else (self.method_b, self.method_a)
             return (f"{winner} beats {loser} by {abs(d):.1f} points at {self.budget} labels, "
                     f"95% CI [{lo:.1f}, {hi:.1f}] ({self.method_a} − {self.method_b})")
@@ -73,6 +87,55 @@ def paired_bootstrap(y: np.ndarray, probs_a: list[np.ndarray], probs_b: list[np.
     return float(observed), float(low), float(high)
 
 
+def paired_interval(y: np.ndarray, probs_a: list[np.ndarray], probs_b: list[np.ndarray], *, metric: str,
+                    thresholds_a: list[np.ndarray | None] | None = None,
+                    thresholds_b: list[np.ndarray | None] | None = None, n_boot: int = 1000,
+                    seed: int = 0) -> tuple[float, float, float, float]:
+    """(mean difference A − B, 95% low, 95% high, two-sided p) with the seed and example terms of the
+    module docstring."""
+    from scipy import stats
+
+    n_seeds = len(probs_a)
+    thresholds_a = thresholds_a or [None] * n_seeds
+    thresholds_b = thresholds_b or [None] * n_seeds
+    per_seed = np.array([fast_metric(metric, a, y, ta) - fast_metric(metric, b, y, tb)
+                         for a, b, ta, tb in zip(probs_a, probs_b, thresholds_a, thresholds_b)])
+    observed = float(np.nanmean(per_seed))
+    rng = np.random.default_rng(seed)
+    n = len(y)
+    boot = np.empty((n_boot, n_seeds))  # per-seed differences on shared example resamples
+    for r in range(n_boot):
+        idx = rng.integers(0, n, n)
+        boot[r] = [fast_metric(metric, probs_a[s][idx], y[idx], thresholds_a[s])
+                   - fast_metric(metric, probs_b[s][idx], y[idx], thresholds_b[s]) for s in range(n_seeds)]
+    boot = boot[~np.isnan(boot).any(axis=1)]
+    if n_seeds == 1:
+        var_shared, se_seeds = float(np.var(boot[:, 0], ddof=1)), 0.0
+    else:
+        # the spread of d_s across seeds already holds each seed's own example noise; what it cannot see is
+        # the test set shared by every seed: the mean off-diagonal bootstrap covariance of (d_s, d_t)
+        cov = np.cov(boot, rowvar=False)
+        var_shared = max(0.0, float((cov.sum() - np.trace(cov)) / (n_seeds * (n_seeds - 1))))
+        se_seeds = float(np.std(per_seed, ddof=1) / np.sqrt(n_seeds))
+    t = float(stats.t.ppf(0.975, n_seeds - 1)) if n_seeds > 1 else 0.0
+    half = float(np.hypot(t * se_seeds, 1.959964 * np.sqrt(var_shared)))
+    se = float(np.hypot(se_seeds, np.sqrt(var_shared)))
+    p = float(2 * stats.norm.sf(abs(observed) / se)) if se > 0 else (0.0 if observed != 0 else 1.0)
+    return observed, observed - half, observed + half, p
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (same order as given)."""
+    m = len(p_values)
+    order = np.argsort(p_values)
+    adjusted = np.empty(m)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted.tolist()
+
+
 def load_predictions(results_dir: Path, method: str) -> dict[str, np.ndarray]:
     path = Path(results_dir) / "preds" / f"{method}.npz"
     if not path.is_file():
@@ -91,10 +154,10 @@ def compare_methods(preds: dict[str, dict[str, np.ndarray]], *, method_a: str, m
     out = []
     for budget in budgets:
         keys = sorted(k for k in a if k.startswith("s") and k.endswith(f"_b{budget}") and k in b)
-        diff, low, high = paired_bootstrap(y, [a[k] for k in keys], [b[k] for k in keys], metric=metric,
-                                           thresholds_a=[a.get(f"thr_{k}") for k in keys],
-                                           thresholds_b=[b.get(f"thr_{k}") for k in keys], n_boot=n_boot)
-        out.append(Comparison(method_a, method_b, budget, metric, diff, low, high, len(keys)))
+        diff, low, high, p = paired_interval(y, [a[k] for k in keys], [b[k] for k in keys], metric=metric,
+                                             thresholds_a=[a.get(f"thr_{k}") for k in keys],
+                                             thresholds_b=[b.get(f"thr_{k}") for k in keys], n_boot=n_boot)
+        out.append(Comparison(method_a, method_b, budget, metric, diff, low, high, len(keys), p_value=p))
     return out
 
 
@@ -115,7 +178,8 @@ def crossing_budget(comparisons: list[Comparison]) -> int | None:
 def comparisons_frame(comparisons: list[Comparison]) -> pd.DataFrame:
     return pd.DataFrame([{"method_a": c.method_a, "method_b": c.method_b, "budget": c.budget, "metric": c.metric,
                           "diff_points": 100 * c.diff, "ci_low": 100 * c.low, "ci_high": 100 * c.high,
-                          "significant": c.significant, "n_seeds": c.n_seeds, "verdict": c.verdict()}
+                          "p_value": c.p_value, "p_holm": c.p_holm, "significant": c.significant,
+                          "n_seeds": c.n_seeds, "verdict": c.verdict()}
                          for c in comparisons])
 
 
@@ -204,6 +268,18 @@ def all_comparisons(preds: dict[str, dict[str, np.ndarray]], *, metric: str,
     for i, b in enumerate(methods):
         for a in methods[i + 1:]:
             out[(a, b)] = compare_methods(preds, method_a=a, method_b=b, metric=metric, n_boot=n_boot)
+    return with_holm(out)
+
+
+def with_holm(family: dict[tuple[str, str], list[Comparison]]) -> dict[tuple[str, str], list[Comparison]]:
+    """The same comparisons with Holm-adjusted p-values over the whole family (one report)."""
+    from dataclasses import replace
+
+    flat = [(key, i, c) for key, comps in family.items() for i, c in enumerate(comps) if c.p_value is not None]
+    adjusted = holm([c.p_value for _, _, c in flat]) if flat else []
+    out = {key: list(comps) for key, comps in family.items()}
+    for (key, i, c), p in zip(flat, adjusted):
+        out[key][i] = replace(c, p_holm=p)
     return out
 
 
