@@ -47,9 +47,19 @@ def comparison_sentence(row: pd.Series | dict[str, Any]) -> str:
 
 
 def _vs_probe(comparisons: pd.DataFrame, method: str, budget: int) -> pd.Series | None:
+    """The comparison `method` − probe at `budget` (a stored probe − method row is turned around)."""
     hit = comparisons[(comparisons["method_a"] == method) & (comparisons["method_b"] == "probe")
                       & (comparisons["budget"] == budget)]
-    return hit.iloc[0] if len(hit) else None
+    if len(hit):
+        return hit.iloc[0]
+    back = comparisons[(comparisons["method_a"] == "probe") & (comparisons["method_b"] == method)
+                       & (comparisons["budget"] == budget)]
+    if not len(back):
+        return None
+    row = back.iloc[0].copy()
+    row["method_a"], row["method_b"] = method, "probe"
+    row["diff_points"], row["ci_low"], row["ci_high"] = -row["diff_points"], -row["ci_high"], -row["ci_low"]
+    return row
 
 
 def task_findings(task: str, *, results: pd.DataFrame, comparisons: pd.DataFrame, headline: dict[str, Any],
@@ -83,8 +93,8 @@ def task_findings(task: str, *, results: pd.DataFrame, comparisons: pd.DataFrame
         value = crossing[method]
         out.append(f"`{method}` beats the probe significantly from {value} labels on, at every larger budget run."
                    if value is not None else
-                   f"`{method}` does not beat the probe significantly at every budget from some point on "
-                   f"(no crossing budget).")
+                   f"`{method}` has no crossing budget: it is not significantly better than the probe at the "
+                   "largest budget run, or not at every budget between some budget and the largest.")
     out.extend(robustness_findings(shift_compare))
     out.extend(search_findings(hparams, results))
     return out
@@ -96,7 +106,8 @@ def robustness_findings(shift_compare: pd.DataFrame) -> list[str]:
     if shift_compare is None or shift_compare.empty:
         return ["No shift scores were found for this task."]
     out = []
-    smallest = int(shift_compare["budget"].min())
+    tuned_rows = shift_compare[shift_compare["method"].isin(TUNED)]
+    smallest = int((tuned_rows if len(tuned_rows) else shift_compare)["budget"].min())  # fewest labels tuned
     at = shift_compare[shift_compare["budget"] == smallest]
     for family, group in at.groupby("shift"):
         worse = [r for _, r in group.iterrows() if r["significant"] and r["diff_drop_points"] > 0]
@@ -122,10 +133,15 @@ def robustness_findings(shift_compare: pd.DataFrame) -> list[str]:
                    f"{'held for ' + ', '.join(f'`{m}`' for m in held) if held else 'did not hold for any tuned method'} "
                    f"at {smallest} labels.")
     if "lp_ft" in claim and "full" in claim:
+        full_worse = bool(((at["method"] == "full") & at["significant"] & (at["diff_drop_points"] > 0)).any())
+        lpft_worse = bool(((at["method"] == "lp_ft") & at["significant"] & (at["diff_drop_points"] > 0)).any())
         diff = claim["lp_ft"] - claim["full"]
-        out.append(f"LP-FT's drop was {abs(diff):.1f} points {'smaller' if diff < 0 else 'larger'} than full "
-                   f"fine-tuning's at {smallest} labels (mean over shift families; LP-FT "
-                   f"{'kept' if diff < 0 else 'did not keep'} what full fine-tuning lost).")
+        verdict = ("LP-FT kept what full fine-tuning lost (full lost significantly more than the probe, LP-FT did "
+                   "not)" if full_worse and not lpft_worse else
+                   "full fine-tuning did not lose significantly more than the probe, so there was nothing for LP-FT "
+                   "to keep" if not full_worse else "both lost significantly more than the probe")
+        out.append(f"LP-FT's drop minus full fine-tuning's at {smallest} labels: {diff:+.1f} points (mean over shift "
+                   f"families); {verdict}.")
     return out
 
 
@@ -201,8 +217,17 @@ def guide_sentence(task: str, guide: pd.DataFrame, metric: str) -> str:
     parts = []
     for _, r in guide.iterrows():
         parts.append(f"{r['budget']} labels → `{r['pick']}` ({metric} {r['pick_mean']:.3f}; build "
-                     f"{r['pick_build_seconds']:.0f} s, serve {r['pick_serve_seconds_per_1000']:.1f} s per 1,000)")
+                     f"{_seconds(r['pick_build_seconds'])}, serve {_seconds(r['pick_serve_seconds_per_1000'])} "
+                     "per 1,000 predictions)")
     return f"**{task}**: cheapest method tied with the best — " + "; ".join(parts) + "."
+
+
+def _seconds(value: float) -> str:
+    if value >= 10:
+        return f"{value:.0f} s"
+    if value >= 1:
+        return f"{value:.1f} s"
+    return f"{1000 * value:.0f} ms" if value >= 0.001 else f"{1e6 * value:.0f} µs"
 
 
 def summary_table(per_task: dict[str, dict[str, Any]]) -> pd.DataFrame:
