@@ -103,3 +103,17 @@ def test_holm_adjusts_the_family_and_crossing_is_monotone() -> None:
     mixed = [wins[0], Comparison("full", "probe", 64, "accuracy", 0.0, -0.02, 0.02, 3), wins[2]]
     assert crossing_budget(mixed) == 256
     assert crossing_budget([*wins[:2], Comparison("full", "probe", 256, "accuracy", 0.0, -0.02, 0.02, 3)]) is None
+
+
+def test_graded_shift_drops_are_paired_with_the_same_clean_rows() -> None:
+    from embedtune.compare import shift_drops
+
+    results = pd.DataFrame([{"method": "probe", "seed": 0, "budget": 64, "accuracy": 0.80}])
+    shift = pd.DataFrame([
+        {"method": "probe", "seed": 0, "budget": 64, "set": "typos@0.1", "shift": "text_perturb", "severity": 0.1,
+         "rows": 120, "accuracy": 0.70, "clean_rows_accuracy": 0.75},
+        {"method": "probe", "seed": 0, "budget": 64, "set": "imdb", "shift": "imdb", "severity": 0.0, "rows": 120,
+         "accuracy": 0.60, "clean_rows_accuracy": np.nan}])
+    drops = shift_drops(results, shift, "accuracy").set_index("set")["drop_points"]
+    assert drops["typos@0.1"] == pytest.approx(5.0)  # vs the same 120 clean rows, not the whole test split
+    assert drops["imdb"] == pytest.approx(20.0)  # a new source: vs the whole clean test split

@@ -309,19 +309,82 @@ def headline(results: pd.DataFrame, metric: str) -> dict[str, Any]:
 
 
 def load_shift(results_dir: Path) -> pd.DataFrame:
-    """Every method's shift scores (results/<task>/shift/<method>.csv)."""
-    files = sorted((Path(results_dir) / "shift").glob("*.csv"))
+    """Every method's shift scores (results/<task>/shift/<method>.csv), each graded row (a perturbation or
+    corruption of test rows) with ``clean_rows_<metric>``: the same run's metric on exactly those clean
+    test rows, from its stored test predictions, so that the drop is paired row for row."""
+    results_dir = Path(results_dir)
+    files = sorted((results_dir / "shift").glob("*.csv"))
     frames = [pd.read_csv(f) for f in files if f.stat().st_size > 1]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if not frames:
+        return pd.DataFrame()
+    shift = pd.concat(frames, ignore_index=True)
+    return _with_clean_rows(shift, results_dir)
+
+
+def _shift_base_rows(results_dir: Path, y_test: np.ndarray, n_rows: int) -> np.ndarray | None:
+    """Indices of the test rows the graded shift sets were built from (shift.build_shift_sets: a seeded
+    stratified subset), checked against the labels stored with the sets; None when they cannot be matched."""
+    import json
+
+    from .data import stratified_order
+
+    task_dir = results_dir.parents[1] / "data" / "shift" / results_dir.name
+    index = task_dir / "sets.json"
+    if not index.is_file():
+        return None
+    entries = [e for e in json.loads(index.read_text())["sets"] if e["severity"] > 0]
+    if not entries:
+        return None
+    path = task_dir / entries[0]["file"]
+    if path.suffix == ".json":
+        stored = np.asarray(json.loads(path.read_text())["y"])
+    else:
+        with np.load(path) as npz:
+            stored = npz["y"]
+    rows = np.arange(len(y_test)) if n_rows >= len(y_test) else \
+        np.sort(stratified_order(y_test, seed=0, limit=n_rows)[:n_rows])
+    return rows if len(rows) == len(stored) and np.array_equal(y_test[rows], stored) else None
+
+
+def _with_clean_rows(shift: pd.DataFrame, results_dir: Path) -> pd.DataFrame:
+    graded = shift["severity"] > 0
+    if not graded.any():
+        return shift
+    metrics = [c for c in ("accuracy", "macro_f1", "balanced_accuracy", "auroc", "micro_f1") if c in shift]
+    shift = shift.copy()
+    for col in metrics:
+        shift[f"clean_rows_{col}"] = np.nan
+    cache: dict[str, dict[str, np.ndarray]] = {}
+    for (method, n_rows), group in shift[graded].groupby(["method", "rows"]):
+        path = results_dir / "preds" / f"{method}.npz"
+        if not path.is_file():
+            continue
+        preds = cache.setdefault(method, load_predictions(results_dir, method))
+        y = preds["y_test"]
+        rows = _shift_base_rows(results_dir, y, int(n_rows))
+        if rows is None:
+            continue
+        for (seed, budget), runs in group.groupby(["seed", "budget"]):
+            key = f"s{seed}_b{budget}"
+            if key not in preds:
+                continue
+            thr = preds.get(f"thr_{key}")
+            for col in metrics:
+                shift.loc[runs.index, f"clean_rows_{col}"] = fast_metric(col, preds[key][rows], y[rows], thr)
+    return shift
 
 
 def shift_drops(results: pd.DataFrame, shift: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Per run and shift set: clean test metric, shifted metric and the drop (clean − shifted, points)."""
+    """Per run and shift set: clean metric, shifted metric and the drop (clean − shifted, points). Graded
+    sets compare with the same clean rows (`load_shift`); new sources with the whole clean test split."""
     if shift.empty:
         return pd.DataFrame()
     clean = results[["method", "seed", "budget", metric]].rename(columns={metric: "clean"})
     clean["method"] = clean["method"].astype(str)
     merged = shift.merge(clean, on=["method", "seed", "budget"], how="inner")
+    paired = f"clean_rows_{metric}"
+    if paired in merged:
+        merged["clean"] = merged[paired].where(merged[paired].notna(), merged["clean"])
     merged = merged.rename(columns={metric: "shifted"})
     merged["drop_points"] = 100 * (merged["clean"] - merged["shifted"])
     return merged[["method", "seed", "budget", "set", "shift", "severity", "rows", "clean", "shifted", "drop_points"]]
