@@ -321,6 +321,16 @@ def load_shift(results_dir: Path) -> pd.DataFrame:
     return _with_clean_rows(shift, results_dir)
 
 
+def write_shift_table(results_dir: Path) -> Path:
+    """results/<task>/shift.csv: every method's shift rows in one table (method, seed, budget, set, shift,
+    severity, rows, the task's metrics, and for graded sets the same metrics on the same clean rows)."""
+    from .io import write_csv
+
+    path = Path(results_dir) / "shift.csv"
+    write_csv(path, load_shift(results_dir))
+    return path
+
+
 def _shift_base_rows(results_dir: Path, y_test: np.ndarray, n_rows: int) -> np.ndarray | None:
     """Indices of the test rows the graded shift sets were built from (shift.build_shift_sets: a seeded
     stratified subset), checked against the labels stored with the sets; None when they cannot be matched."""
