@@ -38,6 +38,11 @@ def comparison_sentence(row: pd.Series | dict[str, Any]) -> str:
     d, lo, hi = float(row["diff_points"]), float(row["ci_low"]), float(row["ci_high"])
     seeds = int(row.get("n_seeds", 0) or 0)
     basis = f"{seeds} seed{'s' if seeds != 1 else ''}"
+    holm_sig = row.get("significant")
+    if holm_sig is not None and not pd.isna(holm_sig) and not bool(holm_sig) and (lo > 0 or hi < 0):
+        # the interval alone excludes zero, but not after Holm's correction over the report's comparisons
+        return (f"`{a}` − `{b}` at {budget} labels: {_pts(d)} points (95% CI [{lo:.1f}, {hi:.1f}], {basis}); "
+                "not significant after Holm's correction over this report's comparisons.")
     if lo > 0:
         return f"`{a}` beats `{b}` at {budget} labels by {d:.1f} points (95% CI [{lo:.1f}, {hi:.1f}], {basis})."
     if hi < 0:
