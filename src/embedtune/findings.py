@@ -15,11 +15,9 @@ Rules:
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from .compare import METHOD_ORDER, TUNED
@@ -302,7 +300,7 @@ def load_task(root: Path, task: str) -> dict[str, Any]:
             "shift_compare": pd.read_csv(shift_path) if shift_path.is_file() and shift_path.stat().st_size > 1
             else pd.DataFrame(),
             "hparams": pd.read_csv(hp_path) if hp_path.is_file() and hp_path.stat().st_size > 1 else pd.DataFrame(),
-            "gap": overfitting_gap(curves.rename(columns={})) if len(curves) else pd.DataFrame(),
+            "gap": overfitting_gap(curves) if len(curves) else pd.DataFrame(),
             "embed_seconds_per_row": (read_json(embed_meta).get("cost", {}) or {}).get("seconds_per_row")
             if embed_meta.is_file() else None}
 
@@ -332,10 +330,6 @@ def update_readme(readme: Path, block: str) -> None:
     head, rest = text.split(MARK_BEGIN, 1)
     _, tail = rest.split(MARK_END, 1)
     write_text(readme, head + block + tail)
-
-
-def is_number(value: Any) -> bool:
-    return isinstance(value, int | float | np.floating) and math.isfinite(float(value))
 
 
 RECORDED_PACKAGES = ("torch", "transformers", "accelerate", "peft", "evaluate", "scikit-learn", "numpy", "scipy",
