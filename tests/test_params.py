@@ -50,13 +50,15 @@ def test_unknown_task_and_method_are_refused_with_the_allowed_names() -> None:
         check_method("adapter")
 
 
-def test_data_root_env_overrides_params(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_environment_variable_changes_the_params(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The profile and data root come from the file DVC tracks, so DVC re-runs a stage when they change."""
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(RAW))
     monkeypatch.setenv("EMBEDTUNE_DATA_ROOT", str(tmp_path / "mirror"))
-    assert load_params(path).data_root == tmp_path / "mirror"
-    monkeypatch.delenv("EMBEDTUNE_DATA_ROOT")
-    assert load_params(path).data_root == (tmp_path / RAW["data_root"]).resolve()
+    monkeypatch.setenv("EMBEDTUNE_PROFILE", "gpu")
+    params = load_params(path)
+    assert params.data_root == (tmp_path / RAW["data_root"]).resolve()
+    assert params.profile == RAW.get("profile", "cpu")
 
 
 def test_missing_params_file_says_where_to_run(tmp_path: Path) -> None:

@@ -150,6 +150,61 @@ def test_schedule_gives_enough_steps_and_rounds() -> None:
     assert plan.total_steps == 64 and plan.rounds == 4 and plan.eval_every == 16
 
 
+def test_rounds_go_past_the_planned_length_up_to_max_rounds() -> None:
+    cfg = TrainConfig(method="full", max_epochs=4, batch_size=16, min_steps=60, max_steps=160, evals_per_run=4,
+                      max_rounds=10)
+    plan = schedule(256, cfg)
+    assert (plan.eval_every, plan.planned_steps, plan.rounds, plan.total_steps) == (16, 64, 10, 160)
+
+
+def _scripted_scores(monkeypatch: pytest.MonkeyPatch, scores: list[float], n_val: int) -> None:
+    """Make the engine's validation score (arrays of `n_val` rows) follow `scores`, one per round."""
+    from embedtune import engine
+
+    it = iter(scores)
+    real = engine.selection_score
+    monkeypatch.setattr(engine, "selection_score",
+                        lambda probs, y, metric: (next(it, -1.0), None) if len(y) == n_val else real(probs, y, metric))
+
+
+@pytest.mark.parametrize(("scores", "rounds", "best", "improving"), [
+    ([0.1, 0.2, 0.3, 0.4, 0.5, 0.6], 6, 5, True),   # keeps improving past the 2 planned rounds → the cap
+    ([0.1, 0.5, 0.4, 0.3, 0.9, 0.9], 4, 1, False),  # patience 2 stops it, best restored
+])
+def test_training_stops_on_patience_or_at_the_round_cap(tiny_text_model_dir, monkeypatch: pytest.MonkeyPatch,
+                                                         scores: list[float], rounds: int, best: int,
+                                                         improving: bool) -> None:
+    from embedtune.backbones import load_backbone
+
+    from .conftest import make_text_rows
+
+    enc = load_backbone(str(tiny_text_model_dir), kind="text", max_length=16)
+    frame = make_text_rows(48)  # 32 train rows, 12 validation rows (a round sees 16)
+    x, y = frame["text"].tolist(), (frame["label"] == "pos").to_numpy(np.int64)
+    torch.manual_seed(0)
+    model = build_model(enc, 2, method="full")
+    _scripted_scores(monkeypatch, scores, n_val=12)
+    cfg = TrainConfig(method="full", max_epochs=1, batch_size=8, min_steps=4, evals_per_run=2, max_rounds=6,
+                      patience=2, lr=1e-3)
+    result = train(model, train_items=x[:32], train_y=y[:32], val_items=x[32:44], val_y=y[32:44], config=cfg,
+                   progress=False)
+    assert len(result.history) == rounds
+    assert result.best_epoch == best and result.still_improving is improving
+    assert result.stopped_early is (rounds < 6)
+    assert result.steps == rounds * 2 and result.extra["planned_steps"] == 4
+
+
+def test_rank_shards_cover_each_micro_batch_and_never_run_empty() -> None:
+    from embedtune.engine import rank_shard
+
+    batch = np.arange(10, 17)  # 7 items over 2 ranks: 4 + 3
+    shards = [rank_shard(batch, r, 2) for r in range(2)]
+    assert sorted(np.concatenate(shards).tolist()) == batch.tolist()
+    short = np.array([5])  # fewer items than ranks: repeated so every rank gets one
+    assert [rank_shard(short, r, 3).tolist() for r in range(3)] == [[5], [5], [5]]
+    assert rank_shard(batch, 0, 1) is batch
+
+
 # ------------------------------------------------------------------------------------------------ shift
 
 

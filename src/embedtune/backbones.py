@@ -233,7 +233,7 @@ def length_sorted_batches(lengths: np.ndarray, batch_size: int) -> Iterator[np.n
 def encode(encoder: Encoder, items: Sequence[Any], *, batch_size: int = 64, device: str | torch.device = "cpu",
            progress: bool = True, desc: str = "embed") -> np.ndarray:
     """Pooled embeddings (N, D) float32 in the input order; length-sorted batches, bf16 autocast on GPU."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # plain text bars (tqdm.auto warns with a local path in rendered notebooks)
 
     device = torch.device(device)
     encoder.eval().to(device)

@@ -209,7 +209,7 @@ def _lexglue_from_hub(name: str, folder: Path) -> dict[str, pd.DataFrame]:
         ds = datasets.load_dataset("coastalcph/lex_glue", name)
     except Exception as exc:  # offline, or the hub refused: say where the files go
         raise DataError(f"LexGLUE {name}: {folder}/{{train,validation,test}}.csv not found and the hub is not "
-                        f"reachable ({type(exc).__name__}); set data_root / EMBEDTUNE_DATA_ROOT to a mirror "
+                        f"reachable ({type(exc).__name__}); set data_root in params.yaml to a mirror "
                         "holding lexglue/<name>/*.csv, or go online once") from exc
     frames = {"train": ds["train"].to_pandas(), "val": ds["validation"].to_pandas(), "test": ds["test"].to_pandas()}
     for split, frame in frames.items():
@@ -407,7 +407,7 @@ def _download(url: str, path: Path, *, what: str) -> None:
             tmp.write_bytes(response.read())
     except OSError as exc:
         raise DataError(f"{what}: {path} not found and the download from {url} failed ({exc}); put the file at "
-                        f"{path} (set data_root / EMBEDTUNE_DATA_ROOT to your mirror) or go online") from exc
+                        f"{path} (set data_root in params.yaml to your mirror) or go online") from exc
 
 
 def _check_nonempty(data: TaskData) -> None:

@@ -9,17 +9,28 @@
 - ``partial``: only the top k blocks (and the head) train; the frozen lower blocks' outputs are computed
   once per stage and cached (`partial.FeatureBank`), as in MAE's partial fine-tuning.
 
-Schedule (`schedule`): ``steps = clip(max(min_steps, max_epochs × steps per pass), ≤ max_steps)``
-optimizer steps, split into ``evals_per_run`` rounds of equal length. The data order is a concatenation
-of seeded permutations of the budget (one per pass, `training_order`). After every round the model is
-scored on the selection rows; training stops after ``patience`` rounds without gain and the best round's
-weights are restored. ``still_improving`` says the best round was the last one evaluated.
+Schedule (`schedule`): a round is ``clip(max(min_steps, max_epochs × steps per pass), ≤ max_steps) /
+evals_per_run`` optimizer steps. After every round the model is scored on the selection rows; training
+stops after ``patience`` rounds without gain or at ``max_rounds`` rounds, and the best round's weights are
+restored. The learning rate warms up, then decays linearly over the ``max_rounds`` horizon (as a trainer
+with an early-stopping callback plans its schedule over its maximum length), so a run that still improves
+at the planned length keeps a useful learning rate and goes on. ``still_improving`` says the best round was
+the last one evaluated, which only happens when a run reaches ``max_rounds``. The data order is a
+concatenation of seeded permutations of the budget (one per pass, `training_order`).
 
 The loop runs through `accelerate` (CPU, one GPU or DDP via ``accelerate launch``): AdamW (fused),
-linear warm-up and decay over the planned steps, gradient accumulation and clipping, and a checkpoint
-after every round that a restarted run resumes from. Data order and dropout are seeded by (seed, round),
-so a resumed run reproduces an uninterrupted one. A non-finite loss stops the run; on a GPU an
-out-of-memory error halves the micro-batch and doubles accumulation (the effective batch stays the same).
+gradient accumulation and clipping, and a checkpoint after every round that a restarted run resumes from.
+Data order and dropout are seeded by (seed, round), so a resumed run reproduces an uninterrupted one. A
+non-finite loss stops the run; on a GPU an out-of-memory error halves the micro-batch and doubles
+accumulation (the effective batch stays the same).
+
+Under DDP (N processes) every optimizer step sees the same global batch as one process: each micro-batch
+of ``batch_size`` items is split into N shards (rank r takes items r, r+N, …), DDP averages the
+gradients, and every rank makes the same number of optimizer steps, so the learning-rate schedule counts
+optimizer steps per rank and no rank waits on a missing all-reduce. A micro-batch with fewer than N items
+(the short last batch of a pass) is padded by repeating its items, so every rank gets a shard. Every rank
+evaluates the full selection set (the same weights give the same score, so all ranks stop together); only
+the main process writes checkpoints (and, in the stages, results and reports).
 Text micro-batches come from small length-sorted groups of each shuffled pass (`length_grouped_order`).
 """
 
@@ -67,6 +78,7 @@ class TrainConfig:
     min_steps: int = 0
     max_steps: int | None = None
     evals_per_run: int = 4
+    max_rounds: int | None = None  # None = evals_per_run (no rounds beyond the planned length)
     length_grouping: int = 1
     class_weights: bool = True
     bn_mode: str = "frozen"  # "frozen" | "recalibrate" | "train" (see set_batchnorm_mode)
@@ -81,9 +93,10 @@ class TrainConfig:
 @dataclass(frozen=True)
 class Schedule:
     steps_per_pass: int
-    total_steps: int  # optimizer steps planned
+    total_steps: int  # optimizer steps at most (the learning-rate horizon)
     eval_every: int  # optimizer steps per round
-    rounds: int
+    rounds: int  # rounds at most
+    planned_steps: int = 0  # the planned length (evals_per_run rounds)
 
 
 def schedule(n_items: int, config: TrainConfig) -> Schedule:
@@ -93,9 +106,11 @@ def schedule(n_items: int, config: TrainConfig) -> Schedule:
     if config.max_steps is not None:
         total = min(total, config.max_steps)
     total = max(total, 1)
-    rounds = max(1, min(config.evals_per_run, total))
-    every = math.ceil(total / rounds)
-    return Schedule(steps_per_pass=steps_per_pass, total_steps=every * rounds, eval_every=every, rounds=rounds)
+    planned_rounds = max(1, min(config.evals_per_run, total))
+    every = math.ceil(total / planned_rounds)
+    rounds = max(planned_rounds, config.max_rounds or planned_rounds)
+    return Schedule(steps_per_pass=steps_per_pass, total_steps=every * rounds, eval_every=every, rounds=rounds,
+                    planned_steps=every * planned_rounds)
 
 
 @dataclass
@@ -298,7 +313,7 @@ def train(model: Classifier, *, train_items: Any, train_y: np.ndarray, val_items
     """Fine-tune `model` with the protocol in the module docstring; the best round's weights are loaded
     into `model` on return. `on_step(round, step)` is a test hook (e.g. to interrupt a run)."""
     from accelerate import Accelerator
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # plain text bars: tqdm.auto warns (with the venv's path) in rendered notebooks
     from transformers import get_linear_schedule_with_warmup
 
     accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available(),
@@ -315,7 +330,7 @@ def train(model: Classifier, *, train_items: Any, train_y: np.ndarray, val_items
     # Python loop over parameters (about a sixth of a MiniLM step on 2 cores)
     fused = device.type in ("cpu", "cuda") and all(p.dtype == torch.float32 for p in model.parameters())
     optimizer = torch.optim.AdamW(_param_groups(model, config), fused=fused or None)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_frac * plan.total_steps),
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_frac * plan.planned_steps),
                                                 plan.total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     raw = accelerator.unwrap_model(model)
@@ -401,7 +416,8 @@ def train(model: Classifier, *, train_items: Any, train_y: np.ndarray, val_items
                        grad_accum=grad_accum, resumed_from_epoch=resumed, best_step=int(best.get("step", 0)),
                        still_improving=bool(history) and best["epoch"] == last,
                        stopped_early=len(history) < plan.rounds,
-                       extra={"planned_steps": plan.total_steps, "rounds": plan.rounds,
+                       extra={"planned_steps": plan.planned_steps, "max_steps": plan.total_steps,
+                              "rounds": plan.rounds,
                               "steps_per_pass": plan.steps_per_pass})
 
 
@@ -461,8 +477,8 @@ def _run_epoch(model: nn.Module, raw: Classifier, optimizer: Any, scheduler: Any
     set_batchnorm_mode(raw, bn_mode)
     losses, probs_seen, targets_seen = [], [], []
     batches = [order[i:i + micro_batch] for i in range(0, len(order), micro_batch)]
-    # split the micro-batches across DDP ranks; a single process takes them all
-    batches = batches[accelerator.process_index::accelerator.num_processes]
+    # DDP: every rank takes its shard of every micro-batch (module docstring); one process takes it whole
+    batches = [rank_shard(b, accelerator.process_index, accelerator.num_processes) for b in batches]
     step = 0
     bar = tqdm(total=len(batches), desc=f"epoch {epoch}", disable=not progress or not accelerator.is_main_process,
                leave=False, unit="batch")
@@ -493,6 +509,16 @@ def _run_epoch(model: nn.Module, raw: Classifier, optimizer: Any, scheduler: Any
         bar.update(1)
     bar.close()
     return losses, np.concatenate(probs_seen), np.concatenate(targets_seen), step
+
+
+def rank_shard(index: np.ndarray, rank: int, world: int) -> np.ndarray:
+    """Rank `rank`'s items of one micro-batch of item indices: positions rank, rank+world, … A batch with
+    fewer than `world` items is first padded by repeating it, so every rank has at least one item."""
+    if world <= 1:
+        return index
+    if len(index) < world:
+        index = np.resize(index, world)  # repeats the batch's items cyclically
+    return index[rank::world]
 
 
 def clear_checkpoint(checkpoint_dir: Path) -> None:

@@ -7,7 +7,6 @@ set stops with a :class:`ParamsError` that names the key, the bad value and what
 from __future__ import annotations
 
 import dataclasses
-import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -22,7 +21,6 @@ SHIFTS = ("uci_sentences", "text_perturb", "image_corrupt")
 PROFILES = ("smoke", "cpu", "gpu")
 SOURCES = ("rotten_tomatoes", "medmnist", "lexglue", "imdb", "sst2", "table", "npz", "image_folder")
 METRICS = ("accuracy", "macro_f1", "balanced_accuracy", "auroc", "micro_f1")
-DATA_ROOT_ENV = "EMBEDTUNE_DATA_ROOT"
 
 
 class ParamsError(ValueError):
@@ -107,12 +105,14 @@ class FinetuneParams:
     lora_alpha: int = 16
     lora_targets: tuple[str, ...] | None = None  # module-name suffixes; None = every attention and MLP projection
     partial_blocks: dict[str, int] = field(default_factory=lambda: {"text": 2, "image": 4})  # top k blocks train
-    # schedule: steps = clip(max(min_steps, max_epochs × steps per pass), ≤ max_steps); validation
-    # `evals_per_run` times, early stop after `patience` evaluations without gain, restore the best
+    # schedule: a round = clip(max(min_steps, max_epochs × steps per pass), ≤ max_steps) / evals_per_run
+    # steps; validation after every round, stop after `patience` rounds without gain or at `max_rounds`
+    # rounds, restore the best
     max_epochs: int = 10
     min_steps: int = 100
     max_steps: int | None = None
     evals_per_run: int = 5
+    max_rounds: int | None = None  # hard cap on evaluations (≥ evals_per_run); None = evals_per_run
     patience: int = 2
     warmup_frac: float = 0.1
     weight_decay: float = 0.01
@@ -251,7 +251,10 @@ def _build(cls: type, raw: Any, key: str) -> Any:
 
 
 def parse_params(raw: dict[str, Any], *, profile: str | None = None) -> Params:
-    """Validate a params mapping; `profile` (or $EMBEDTUNE_PROFILE) overrides the file's choice."""
+    """Validate a params mapping; `profile` overrides the file's choice (the CLI's ``--profile``).
+
+    No environment variable changes a result: the profile and the data root come from the file (which DVC
+    tracks as params) or from explicit arguments, so DVC re-runs a stage whenever either changes."""
     if not isinstance(raw, dict):
         raise ParamsError("params: the file must hold a mapping at the top level")
     allowed = {"profile", "data_root", "tasks", "profiles"}
@@ -262,7 +265,7 @@ def parse_params(raw: dict[str, Any], *, profile: str | None = None) -> Params:
     missing = [p for p in PROFILES if p not in profiles]
     if missing:
         raise ParamsError(f"profiles: missing profile(s) {missing}; every params file defines {list(PROFILES)}")
-    chosen = profile or os.environ.get("EMBEDTUNE_PROFILE") or raw.get("profile", "cpu")
+    chosen = profile or raw.get("profile", "cpu")
     if chosen not in profiles:
         raise ParamsError(f"profile: bad value {chosen!r}; allowed values: {sorted(profiles)}")
     tasks = _coerce(raw.get("tasks", {}), dict[str, TaskParams], "tasks")
@@ -290,6 +293,9 @@ def parse_params(raw: dict[str, Any], *, profile: str | None = None) -> Params:
             if getattr(ft, key) < 1:
                 raise ParamsError(f"profiles.{name}.finetune.{key}: bad value {getattr(ft, key)}; allowed values: "
                                   "integers >= 1")
+        if ft.max_rounds is not None and ft.max_rounds < ft.evals_per_run:
+            raise ParamsError(f"profiles.{name}.finetune.max_rounds: bad value {ft.max_rounds}; allowed values: "
+                              f"null or integers >= evals_per_run ({ft.evals_per_run})")
         if ft.lr_step <= 1:
             raise ParamsError(f"profiles.{name}.finetune.lr_step: bad value {ft.lr_step}; allowed values: numbers > 1")
         if prof.finetune.length_grouping < 1:
@@ -300,7 +306,7 @@ def parse_params(raw: dict[str, Any], *, profile: str | None = None) -> Params:
                 raise ParamsError(
                     f"profiles.{name}.embed.task_backbones: unknown task {task_name!r}; allowed: {sorted(tasks)}"
                 )
-    data_root = Path(os.environ.get(DATA_ROOT_ENV) or raw.get("data_root", "data"))
+    data_root = Path(raw.get("data_root", "data"))
     return Params(profile=chosen, data_root=data_root, tasks=tasks, profiles=profiles)
 
 

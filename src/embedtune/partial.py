@@ -78,7 +78,7 @@ def _bidirectional_mask(model: nn.Module, hidden: torch.Tensor, attention_mask: 
 def build_feature_bank(encoder: Encoder, items: Sequence[Any], *, top_k: int, batch_size: int = 64,
                        progress: bool = False, desc: str = "lower blocks") -> FeatureBank:
     """Outputs of the frozen blocks below the top `top_k`, one entry per item, in input order."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # plain text bars (tqdm.auto warns with a local path in rendered notebooks)
 
     from .backbones import length_sorted_batches
 

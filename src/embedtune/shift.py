@@ -109,7 +109,7 @@ def load_uci_sentences(data_root: Path, *, label_map: dict[str, str], label_name
     path = Path(data_root) / "uci_sentences" / "sentences.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found; the uci_sentences shift set needs the data mirror "
-                                "(data_root in params.yaml or EMBEDTUNE_DATA_ROOT)")
+                                "(data_root in params.yaml)")
     frame = pd.read_csv(path)
     missing = {"text", "label", "domain"} - set(frame.columns)
     if missing:

@@ -100,7 +100,7 @@ def train_config(params: Params, task: str, method: str, *, seed: int, lr: float
                        lora_rank=ft.lora_rank, lora_alpha=ft.lora_alpha, lora_targets=ft.lora_targets,
                        warmup_frac=ft.warmup_frac, weight_decay=ft.weight_decay, grad_accum=ft.grad_accum,
                        grad_clip=ft.grad_clip, patience=ft.patience, min_steps=ft.min_steps, max_steps=ft.max_steps,
-                       evals_per_run=ft.evals_per_run, length_grouping=ft.length_grouping,
+                       evals_per_run=ft.evals_per_run, max_rounds=ft.max_rounds, length_grouping=ft.length_grouping,
                        class_weights=ft.class_weights, bn_mode=ft.bn_mode, main_metric=params.task(task).main_metric,
                        seed=seed)
 
