@@ -53,7 +53,7 @@ def stats(times: list[float], n: int) -> dict[str, float]:
 
 def sentiment_examples(n: int) -> tuple[list[str], np.ndarray]:
     """The first `n` Rotten Tomatoes training snippets and their labels (0 = negative, 1 = positive)."""
-    from embedtune.data import load_raw
+    from embedtune.loaders import load_raw
     from embedtune.params import TaskParams
 
     data = load_raw("sentiment", TaskParams(source="rotten_tomatoes", main_metric="accuracy"), REPO)

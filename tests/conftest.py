@@ -117,11 +117,3 @@ def project(tmp_path: Path, tiny_text_model_dir: Path, tiny_image_model_dir: Pat
     params_path = tmp_path / "params.yaml"
     params_path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return {"root": tmp_path, "params_path": params_path, "data_root": data, "raw": raw}
-
-
-@pytest.fixture(autouse=True)
-def _no_data_root_env(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
-    """Tests using the tiny project must not be redirected to the real mirror by EMBEDTUNE_DATA_ROOT."""
-    if "project" in request.fixturenames:
-        monkeypatch.delenv("EMBEDTUNE_DATA_ROOT", raising=False)
-        monkeypatch.delenv("EMBEDTUNE_PROFILE", raising=False)

@@ -14,10 +14,10 @@ from embedtune.data import (
     budget_subsets,
     group_split,
     load_prepared,
-    load_raw,
     prepare_task,
     stratified_order,
 )
+from embedtune.loaders import load_raw
 from embedtune.params import ParamsError, TaskParams
 
 from .conftest import make_images, make_text_rows

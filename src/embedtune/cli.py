@@ -70,8 +70,10 @@ def set_profile(params_path: Path, profile: str) -> None:
     new, count = re.subn(r"(?m)^profile:\s*\S+", f"profile: {profile}", text, count=1)
     if count != 1:
         raise ParamsError(f"{params_path}: no top-level 'profile:' line to set")
-    if new != text:
-        params_path.write_text(new)
+    if new != text:  # unchanged profile: the file stays byte-identical (and DVC sees no change)
+        from .io import write_text
+
+        write_text(params_path, new)
 
 
 def build_index(params_path: Path, root: Path, *, readme: Path | None) -> None:

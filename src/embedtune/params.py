@@ -41,6 +41,7 @@ class TaskParams:
     group_column: str | None = None  # keep groups (e.g. movie, author) within one split
     multi_label: bool = False
     md5: str | None = None  # expected checksum of a bring-your-own file
+    encoding: str = "utf-8"  # text encoding of a bring-your-own table (cp1252 / latin-1 for many spreadsheets)
     # shift test sets scored beside the clean test split (shift.py); never used for selection.
     # None = the default for the task's kind: text → text_perturb, image → image_corrupt
     shift: tuple[Literal["uci_sentences", "text_perturb", "image_corrupt"], ...] | None = None

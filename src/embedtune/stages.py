@@ -18,7 +18,7 @@ import pandas as pd
 
 from .backbones import load_backbone
 from .costs import device_name, measure, price
-from .data import budget_subsets, load_prepared, prepare_task
+from .data import budget_subsets, build_prepared, load_prepared, write_prepared
 from .embeddings import ensure_embeddings, load_embeddings
 from .io import read_json, seed_everything, write_csv, write_json, write_npz
 from .metrics import compute_metrics
@@ -86,12 +86,15 @@ def metric_names(multi_label: bool) -> tuple[str, ...]:
 
 
 def prepare_stage(params: Params, task: str, *, root: Path = Path(".")) -> dict[str, Any]:
-    """Canonical splits, data card and the nested budget subsets for every seed."""
+    """Canonical splits, data card and the nested budget subsets for every seed.
+
+    Everything is computed and validated in memory first (the budgets against the train split included),
+    then the folder is written in one swap (`data.write_prepared`): bad input leaves the old folder as it was.
+    """
     paths = TaskPaths(root, task)
     scale = params.scale
-    card = prepare_task(task, params.task(task), data_root=params.data_root, out_dir=paths.prepared,
-                        max_train=scale.data.max_train, max_eval=scale.data.max_eval)
-    data = load_prepared(paths.prepared)
+    data, card = build_prepared(task, params.task(task), data_root=params.data_root,
+                                max_train=scale.data.max_train, max_eval=scale.data.max_eval)
     n_train = len(data.splits["train"])
     b = scale.budgets
     subsets = budget_subsets(data.splits["train"].y, sizes=(*b.sizes, *b.probe_only_sizes, *b.single_seed_sizes),
@@ -102,11 +105,10 @@ def prepare_stage(params: Params, task: str, *, root: Path = Path(".")) -> dict[
 
     shared = resolve(b.sizes)
     single = [s for s in resolve(b.single_seed_sizes) if s not in shared]
-    write_json(paths.subsets, {"sizes": sorted(int(s) for s in next(iter(subsets.values()))), "shared_sizes": shared,
-                               "single_seed_sizes": single, "tuned_sizes": sorted({*shared, *single}),
-                               "n_train": n_train, "seeds": list(b.seeds), "subsets": subsets,
-                               "data_checksum": card["checksum"]})
-    return card
+    return write_prepared(data, card, paths.prepared, extra_json=lambda card: {paths.subsets.name: {
+        "sizes": sorted(int(s) for s in next(iter(subsets.values()))), "shared_sizes": shared,
+        "single_seed_sizes": single, "tuned_sizes": sorted({*shared, *single}), "n_train": n_train,
+        "seeds": list(b.seeds), "subsets": subsets, "data_checksum": card["checksum"]}})
 
 
 def load_subsets(paths: TaskPaths) -> dict[str, Any]:
