@@ -1,4 +1,9 @@
-"""Seeding and atomic file output: a killed stage never leaves a half-written file behind."""
+"""Seeding and atomic file output: a killed stage never leaves a half-written file behind.
+
+Under several processes (``accelerate launch``/torchrun set ``RANK``) only the main process (rank 0)
+writes: every result, report, figure and run-cache file goes through `atomic_path`, which on any other
+rank hands out a scratch file that is thrown away, so ranks never race on the same output.
+"""
 
 from __future__ import annotations
 
@@ -27,10 +32,20 @@ def seed_everything(seed: int) -> None:
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
+def is_main_process() -> bool:
+    """True unless this is a non-zero rank of a multi-process launch (torchrun / ``accelerate launch``)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds."""
+    """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds.
+    On a non-main rank the temporary file lives elsewhere and is deleted: only rank 0 writes."""
     path = Path(path)
+    if not is_main_process():
+        with tempfile.TemporaryDirectory(prefix="embedtune-rank-") as scratch:
+            yield Path(scratch) / path.name
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
     os.close(fd)

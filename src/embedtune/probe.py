@@ -260,17 +260,23 @@ def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val
     path: list[tuple[float, float, tuple[np.ndarray, np.ndarray], np.ndarray]] = []
     evals, flops = 0, 0 if basis is None else 4 * len(xt) ** 2 * xt.shape[1]  # QR and projection
 
+    # single-label: the softmax is fitted over the classes the budget holds (an absent class's unpenalised
+    # bias would run to −∞ and stall the solver); absent classes get probability ~0 in their own column
+    present = np.arange(n_outputs) if multi_label else np.unique(y_train)
+    y_fit = y_train if multi_label else np.searchsorted(present, y_train)
+
     def fit_at(c: float, init: tuple[np.ndarray, np.ndarray] | None) -> None:
         nonlocal evals, flops
-        w, b, n_eval, n_flops = fit_logreg(xt_r, y_train, c=c, multi_label=multi_label, n_outputs=n_outputs,
+        w, b, n_eval, n_flops = fit_logreg(xt_r, y_fit, c=c, multi_label=multi_label, n_outputs=len(present),
                                            init=init, max_iter=max_iter)
         evals, flops = evals + n_eval, flops + n_flops
+        w, b = _all_columns(w, b, present, n_outputs)
         val_probs = _proba(xv_r @ w.T + b, multi_label)
         score, _ = selection_score(val_probs, y_val, main_metric)
         path.append((score, c, (w, b), val_probs))
 
     for c in sorted(c_grid):
-        fit_at(c, path[-1][2] if path else None)
+        fit_at(c, _present_rows(path[-1][2], present) if path else None)
     for _ in range(grid_extensions):  # a pick at an edge: one ×10 step beyond it, warm-started from the edge
         best_score = max(entry[0] for entry in path)
         best_c = min(entry[1] for entry in path if entry[0] == best_score)
@@ -278,7 +284,7 @@ def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val
         if best_c not in (cs[0], cs[-1]) or len(cs) == 1:
             break
         edge = next(entry for entry in path if entry[1] == best_c)
-        fit_at(best_c * 10 if best_c == cs[-1] else best_c / 10, edge[2])
+        fit_at(best_c * 10 if best_c == cs[-1] else best_c / 10, _present_rows(edge[2], present))
     best_score = max(entry[0] for entry in path)
     _, best_c, (best_w, best_b), best_probs = min((entry for entry in path if entry[0] == best_score),
                                                   key=lambda entry: entry[1])  # ties → stronger regularisation
@@ -293,6 +299,26 @@ def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val
             "c_path": sorted(({"c": c, "val_score": score} for score, c, _, _ in path), key=lambda e: e["c"]),
             "edge_limited": edge_limited}
     return model, info
+
+
+# an absent class's logit sits this far below the lowest present bias: probability ~e^-30 (finite, so an
+# LP-FT head can start from it)
+ABSENT_LOGIT_GAP = 30.0
+
+
+def _all_columns(w: np.ndarray, b: np.ndarray, present: np.ndarray, n_outputs: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of the fitted classes placed at their label ids among `n_outputs` (absent rows: W 0, bias low)."""
+    if len(present) == n_outputs:
+        return w, b
+    weight = np.zeros((n_outputs, w.shape[1]))
+    bias = np.full(n_outputs, float(b.min()) - ABSENT_LOGIT_GAP)
+    weight[present], bias[present] = w, b
+    return weight, bias
+
+
+def _present_rows(head: tuple[np.ndarray, np.ndarray], present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    w, b = head
+    return (w, b) if len(present) == len(b) else (w[present], b[present])
 
 
 def _proba(logits: np.ndarray, multi_label: bool) -> np.ndarray:
@@ -316,9 +342,28 @@ def classic_features(train: Any, others: list[Any], *, kind: str) -> tuple[Any, 
     return flat[0], flat[1:], flat[0].shape[1]
 
 
+class LabelAligned:
+    """A fitted scikit-learn classifier whose ``predict_proba`` has one column per task label (label id
+    order), whatever classes its training rows held: scikit-learn's columns follow ``classes_`` (the labels
+    present in the budget); an absent label's column is 0."""
+
+    def __init__(self, model: Any, n_outputs: int, multi_label: bool) -> None:
+        self.model, self.n_outputs, self.multi_label = model, n_outputs, multi_label
+
+    def predict_proba(self, x: Any) -> np.ndarray:
+        probs = np.asarray(self.model.predict_proba(x), np.float64)
+        if self.multi_label:
+            return probs  # one-vs-rest on a multi-hot matrix keeps every label's column
+        out = np.zeros((probs.shape[0], self.n_outputs))
+        out[:, np.asarray(self.model.classes_, np.int64)] = probs
+        return out
+
+
 def fit_classic(x_train: Any, y_train: np.ndarray, x_val: Any, y_val: np.ndarray, *, c_grid: tuple[float, ...],
-                main_metric: str, seed: int, grid_extensions: int = 0) -> tuple[Any, dict[str, Any]]:
-    """scikit-learn logistic regression (one-vs-rest for multi-label), C chosen on validation."""
+                main_metric: str, seed: int, grid_extensions: int = 0,
+                n_outputs: int | None = None) -> tuple[LabelAligned, dict[str, Any]]:
+    """scikit-learn logistic regression (one-vs-rest for multi-label), C chosen on validation. The returned
+    model's probabilities have `n_outputs` columns (default: the largest label id seen + 1)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.multiclass import OneVsRestClassifier
 
@@ -326,11 +371,15 @@ def fit_classic(x_train: Any, y_train: np.ndarray, x_val: Any, y_val: np.ndarray
     start = time.perf_counter()
     tried: dict[float, tuple[float, Any, Any]] = {}
 
+    if n_outputs is None:
+        n_outputs = y_train.shape[1] if multi_label else int(max(y_train.max(), np.max(y_val))) + 1
+
     def fit_at(c: float) -> None:
         base = LogisticRegression(C=c, max_iter=1000, random_state=seed)
-        model = OneVsRestClassifier(base) if multi_label else base  # a label absent from the budget → constant 0
-        model.fit(x_train, y_train)
-        score, thresholds = selection_score(_classic_proba(model, x_val, multi_label), y_val, main_metric)
+        fitted = OneVsRestClassifier(base) if multi_label else base  # a label absent from the budget → constant 0
+        fitted.fit(x_train, y_train)
+        model = LabelAligned(fitted, n_outputs, multi_label)
+        score, thresholds = selection_score(model.predict_proba(x_val), y_val, main_metric)
         tried[c] = (score, model, thresholds)
 
     for c in sorted(c_grid):
@@ -349,8 +398,3 @@ def fit_classic(x_train: Any, y_train: np.ndarray, x_val: Any, y_val: np.ndarray
             "c_path": [{"c": c, "val_score": tried[c][0]} for c in cs],
             "edge_limited": len(cs) > 1 and best_c in (cs[0], cs[-1])}
     return model, info
-
-
-def _classic_proba(model: Any, x: Any, multi_label: bool) -> np.ndarray:
-    probs = model.predict_proba(x)
-    return np.asarray(probs, np.float64)

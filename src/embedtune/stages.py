@@ -311,7 +311,8 @@ def _classic_run(data: Any, index: np.ndarray, y: dict[str, np.ndarray], *, seed
         x_train, (x_val, x_test, *x_shift), n_features = classic_features(
             train_x, [val_x, data.splits["test"].x, *[s.x for s in sets]], kind=data.kind)
         model, info = fit_classic(x_train, y["train"][index], x_val, y["val"], c_grid=c_grid,
-                                  main_metric=main_metric, seed=seed, grid_extensions=extensions)
+                                  main_metric=main_metric, seed=seed, grid_extensions=extensions,
+                                  n_outputs=y["train"].shape[1] if y["train"].ndim == 2 else len(data.label_names))
     start = time.perf_counter()
     probs = np.asarray(model.predict_proba(x_test), np.float64)
     infer_seconds = time.perf_counter() - start
