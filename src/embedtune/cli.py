@@ -46,6 +46,12 @@ def run_notebook(name: str, *, params_path: Path, root: Path, task: str | None =
     source = Path(__file__).resolve().parents[2] / "notebooks" / f"{name}.ipynb"
     if not source.is_file():
         raise ParamsError(f"notebook {source} not found; known notebooks: {sorted(NOTEBOOKS)}")
+    # tqdm.auto (imported by libraries in the kernel) warns that ipywidgets is missing, quoting the path of
+    # its own file: keep that warning, and the machine's path in it, out of the rendered report
+    kernel_warnings = "ignore:IProgress not found"
+    current = os.environ.get("PYTHONWARNINGS")
+    if kernel_warnings not in (current or ""):
+        os.environ["PYTHONWARNINGS"] = f"{current},{kernel_warnings}" if current else kernel_warnings
     # papermill's scratch folder lives outside reports/ (a killed run leaves nothing there)
     with tempfile.TemporaryDirectory(prefix="embedtune-nb-") as tmp:
         executed = Path(tmp) / f"{out_base.name}.ipynb"
@@ -77,18 +83,26 @@ def set_profile(params_path: Path, profile: str) -> None:
 
 
 def build_index(params_path: Path, root: Path, *, readme: Path | None) -> None:
-    """reports/index.html and the README results section, from metrics/<task>/headline.json."""
+    """reports/index.html and the README results section, from the compare stage's files."""
+    import pandas as pd
+
     from . import reports
+    from .findings import task_bundle
     from .io import read_json
 
     params = load_params(params_path)
-    headlines = {t: read_json(root / "metrics" / t / "headline.json") for t in params.tasks
-                 if (root / "metrics" / t / "headline.json").is_file()}
+    per_task = {}
+    for t in params.tasks:
+        headline = root / "metrics" / t / "headline.json"
+        if (root / "results" / t / "comparisons.csv").is_file():
+            per_task[t] = task_bundle(root, t)
+        elif headline.is_file():  # compare has not run for this task: its headline only
+            per_task[t] = {"headline": read_json(headline), "guide": pd.DataFrame(), "comparisons": pd.DataFrame()}
     info = reports.provenance(params.profile)
-    reports.index_html(reports_dir=root / "reports", headlines=headlines, info=info)
+    reports.index_html(reports_dir=root / "reports", per_task=per_task, info=info)
     if readme is not None:
         figure = "reports/figures/summary-learning-curves.png"
-        section = reports.readme_section(headlines=headlines, info=info,
+        section = reports.readme_section(headlines={t: b["headline"] for t, b in per_task.items()}, info=info,
                                          key_figure=figure if (root / figure).is_file() else None)
         reports.update_readme(readme, section)
 

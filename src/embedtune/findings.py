@@ -305,6 +305,34 @@ def load_task(root: Path, task: str) -> dict[str, Any]:
             if embed_meta.is_file() else None}
 
 
+def task_bundle(root: Path, task: str) -> dict[str, Any]:
+    """`load_task` plus the task's decision guide: what the summary, the index page and the README read."""
+    files = load_task(root, task)
+    files["guide"] = decision_guide(files["results"], files["comparisons"], metric=files["headline"]["metric"],
+                                    embed_seconds_per_row=files["embed_seconds_per_row"])
+    return files
+
+
+def paired_table(comparisons: pd.DataFrame) -> pd.DataFrame:
+    """Every method against the probe, one row per method and one column per budget: the paired difference
+    in points with its 95% interval, ``*`` when it survives Holm's correction (compare's statistics)."""
+    rows: dict[str, dict[str, str]] = {}
+    for _, r in comparisons.iterrows():
+        if "probe" not in (r["method_a"], r["method_b"]) or r["method_a"] == r["method_b"]:
+            continue
+        sign = 1.0 if r["method_a"] != "probe" else -1.0  # oriented as method − probe
+        method = r["method_a"] if sign > 0 else r["method_b"]
+        low, high = sorted((sign * r["ci_low"], sign * r["ci_high"]))
+        cell = f"{_pts(sign * r['diff_points'])} [{low:+.1f}, {high:+.1f}]" + ("*" if bool(r["significant"]) else "")
+        rows.setdefault(str(method), {})[str(int(r["budget"]))] = cell
+    if not rows:
+        return pd.DataFrame()
+    budgets = sorted({b for cells in rows.values() for b in cells}, key=int)
+    order = [m for m in METHOD_ORDER if m in rows]
+    return pd.DataFrame([{"method − probe": m, **{f"{b} labels": rows[m].get(b, "not run") for b in budgets}}
+                         for m in order])
+
+
 def readme_block(per_task: dict[str, dict[str, Any]]) -> str:
     """The README's generated findings: one answer per domain, then each task's findings."""
     lines = [MARK_BEGIN, "", "### The answer per domain (generated)", ""]

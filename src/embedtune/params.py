@@ -258,7 +258,7 @@ def parse_params(raw: dict[str, Any], *, profile: str | None = None) -> Params:
     tracks as params) or from explicit arguments, so DVC re-runs a stage whenever either changes."""
     if not isinstance(raw, dict):
         raise ParamsError("params: the file must hold a mapping at the top level")
-    allowed = {"profile", "data_root", "tasks", "profiles"}
+    allowed = {"profile", "data_root", "tasks", "methods", "profiles"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise ParamsError(f"unknown top-level key(s) {unknown}; allowed keys: {sorted(allowed)}")
@@ -269,6 +269,15 @@ def parse_params(raw: dict[str, Any], *, profile: str | None = None) -> Params:
     chosen = profile or raw.get("profile", "cpu")
     if chosen not in profiles:
         raise ParamsError(f"profile: bad value {chosen!r}; allowed values: {sorted(profiles)}")
+    methods = _coerce(raw.get("methods", list(METHODS)), tuple[Literal["full", "lp_ft", "lora", "partial"], ...],
+                      "methods")
+    for name in profiles:
+        given = ((raw.get("profiles") or {}).get(name) or {}).get("finetune", {}).get("methods")
+        if given is not None:
+            raise ParamsError(f"profiles.{name}.finetune.methods: declare the tuned methods once, in the top-level "
+                              f"'methods' list (dvc.yaml's matrix reads it); remove this key")
+    profiles = {name: dataclasses.replace(prof, finetune=dataclasses.replace(prof.finetune, methods=methods))
+                for name, prof in profiles.items()}
     tasks = _coerce(raw.get("tasks", {}), dict[str, TaskParams], "tasks")
     if not tasks:
         raise ParamsError("tasks: no task declared; declare at least one (sentiment, medical, legal, ...)")

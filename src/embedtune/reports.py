@@ -220,38 +220,85 @@ def headline_frame(headlines: dict[str, dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# what decides the numbers: a change here that is not committed makes the provenance "dirty"
+SOURCE_PATHS = ("src", "notebooks", "dvc.yaml", "params.yaml", "pyproject.toml", "requirements.lock")
+
+
 def provenance(profile: str) -> dict[str, str]:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                check=False).stdout.strip() or "unknown"
-    except OSError:
-        commit = "unknown"
-    return {"profile": profile, "commit": commit, "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    """Profile, commit, whether the source tree had uncommitted changes, date and machine."""
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], capture_output=True, text=True, check=False)
+        except OSError:
+            return None
+        return done.stdout if done.returncode == 0 else None
+
+    commit = (git("rev-parse", "--short", "HEAD") or "").strip() or "unknown"
+    status = git("status", "--porcelain", "--", *SOURCE_PATHS)
+    tree = "unknown" if status is None else ("clean" if not status.strip() else
+                                              "dirty (uncommitted changes to the source)")
+    return {"profile": profile, "commit": commit, "source tree": tree,
+            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"}
 
 
-def index_html(*, reports_dir: Path, headlines: dict[str, dict[str, Any]], info: dict[str, str]) -> Path:
-    """Write reports/index.html linking every rendered notebook and figure (relative links only)."""
+def index_html(*, reports_dir: Path, per_task: dict[str, dict[str, Any]], info: dict[str, str]) -> Path:
+    """Write reports/index.html: the answers first (one generated sentence per domain, the headline table,
+    each task's decision guide), then one section per task (paired differences against the probe, key
+    figures, links to its rendered notebooks), then every report. Relative links only."""
+    from .findings import guide_sentence, paired_table
+
     reports_dir = Path(reports_dir)
     pages = sorted(p.relative_to(reports_dir).as_posix() for p in reports_dir.rglob("*.html")
                    if p.name != "index.html")
-    figures = sorted(p.relative_to(reports_dir).as_posix() for p in (reports_dir / "figures").glob("*.png"))
+    headlines = {task: t["headline"] for task, t in per_task.items()}
     table = headline_frame(headlines) if headlines else pd.DataFrame()
+
+    def frame_html(frame: pd.DataFrame) -> str:
+        return frame.to_html(index=False, escape=True, na_rep="—") if not frame.empty else "<p>No results yet.</p>"
+
+    def figure(name: str, caption: str) -> str:
+        rel = f"figures/{name}"
+        if not (reports_dir / rel).is_file():
+            return ""
+        return (f"<figure><a href='{html.escape(rel)}'><img src='{html.escape(rel)}' alt='{html.escape(caption)}'>"
+                f"</a><figcaption>{html.escape(caption)}</figcaption></figure>")
+
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>Embed or Tune — results</title>",
-             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}"
-             "img{max-width:100%;border:1px solid #eee}figure{display:inline-block;width:48%;margin:0.5%}"
-             "figcaption{font-size:0.8em}</style></head><body>",
+             "<style>body{font-family:sans-serif;max-width:1150px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;font-size:0.9em}td,th{border:1px solid #ccc;padding:3px 7px}"
+             "img{max-width:100%;border:1px solid #eee}figure{display:inline-block;width:48%;margin:0.5%;"
+             "vertical-align:top}figcaption{font-size:0.8em}</style></head><body>",
              "<h1>Embed or Tune — frozen embeddings + probe vs fine-tuning vs hybrids</h1>",
              "<p>" + " · ".join(f"<b>{html.escape(k)}</b>: {html.escape(v)}" for k, v in info.items()) + "</p>",
-             "<h2>Headline (test split, mean ± sd over seeds, largest common label budget)</h2>",
-             table.to_html(index=False, escape=True) if not table.empty else "<p>No results yet.</p>",
-             "<h2>Reports</h2><ul>"]
+             "<h2>The answer per domain</h2><ul>"]
+    for task, t in per_task.items():
+        sentence = guide_sentence(task, t["guide"], t["headline"]["metric"])
+        parts.append("<li>" + html.escape(sentence).replace("**", "") + "</li>")
+    parts += ["</ul><p>Rule: at each label budget, the cheapest method to build whose difference from the best "
+              "method is not significant (paired interval over seeds × test examples, Holm-corrected within the "
+              "task). Costs are measured on this machine.</p>",
+              "<h2>Headline (test split, mean ± sd over seeds, largest label budget every method ran)</h2>",
+              frame_html(table)]
+    if (reports_dir / "summary.html").is_file():
+        parts.append("<p><a href='summary.html'>Summary report</a> (full table with costs, calibration and "
+                     "robustness).</p>")
+    for task, t in per_task.items():
+        guide = t["guide"]
+        cols = [c for c in ("budget", "pick", "pick_mean", "pick_build_seconds", "pick_serve_seconds_per_1000",
+                            "best", "best_mean", "tied_with_best") if c in guide]
+        parts += [f"<h2 id='{html.escape(task)}'>{html.escape(task)}</h2>",
+                  "<h3>Decision guide</h3>", frame_html(guide[cols].round(4) if cols else guide),
+                  "<h3>Each method against the probe (points, 95% interval; * significant after Holm)</h3>",
+                  frame_html(paired_table(t["comparisons"])),
+                  figure(f"{task}-learning-curves.png", f"{task}: learning curves"),
+                  figure(f"{task}-cost-quality.png", f"{task}: cost vs quality"),
+                  figure(f"{task}-shift.png", f"{task}: under distribution shift"),
+                  "<p>Reports: " + " · ".join(f"<a href='{html.escape(p)}'>{html.escape(p)}</a>" for p in pages
+                                               if p.startswith(f"{task}/")) + "</p>"]
+    parts += ["<h2>Every report</h2><ul>"]
     parts += [f"<li><a href='{html.escape(p)}'>{html.escape(p)}</a></li>" for p in pages]
-    parts += ["</ul><h2>Figures</h2>"]
-    parts += [f"<figure><a href='{html.escape(f)}'><img src='{html.escape(f)}' alt='{html.escape(f)}'></a>"
-              f"<figcaption>{html.escape(f)}</figcaption></figure>" for f in figures]
-    parts.append("</body></html>")
+    parts.append("</ul></body></html>")
     path = reports_dir / "index.html"
     write_text(path, "\n".join(parts))
     return path
@@ -259,7 +306,8 @@ def index_html(*, reports_dir: Path, headlines: dict[str, dict[str, Any]], info:
 
 def readme_section(*, headlines: dict[str, dict[str, Any]], info: dict[str, str], key_figure: str | None) -> str:
     lines = [README_BEGIN, "",
-             f"Profile **{info['profile']}**, commit `{info['commit']}`, {info['date']}, {info['machine']}. "
+             f"Profile **{info['profile']}**, commit `{info['commit']}` (source tree {info.get('source tree', 'unknown')}), "
+             f"{info['date']}, {info['machine']}. "
              "Test split; mean ± standard deviation over seeds at the largest label budget all methods share. "
              "Generated from `metrics/*/headline.json`.", "",
              markdown_table(headline_frame(headlines)), ""]

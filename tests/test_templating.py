@@ -1,0 +1,87 @@
+"""Declaring a task in params.yaml is enough: dvc.yaml's stages iterate over the declared tasks and methods.
+
+The first test adds a generated task to a copy of the repository's params.yaml and lists the stages DVC
+resolves from the repository's dvc.yaml. The second (slow) runs a generated 50-class bring-your-own task
+through every stage with tiny models and checks that every method returns one column per label and
+scores above chance.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _stage_names(root: Path) -> set[str]:
+    from dvc.repo import Repo
+
+    Repo.init(str(root), no_scm=True)
+    return {stage.name for stage in Repo(str(root)).index.stages}
+
+
+def test_a_task_declared_in_params_gets_every_stage(tmp_path: Path) -> None:
+    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["data_root"] = str(tmp_path)
+    raw["tasks"]["provisions"] = {"source": "table", "path": "provisions.csv", "main_metric": "macro_f1"}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    names = _stage_names(tmp_path)
+    expected = {f"{stage}@provisions" for stage in ("prepare", "shift", "embed", "probe", "compare")}
+    expected |= {f"{stage}@provisions-{method}" for stage in ("search", "finetune") for method in raw["methods"]}
+    assert expected <= names
+    from dvc.repo import Repo
+
+    summary = next(s for s in Repo(str(tmp_path)).index.stages if s.name == "summary")
+    deps = {str(d.def_path) for d in summary.deps}
+    assert {"results", "metrics"} <= deps  # the new task's files are inside these folders
+
+
+def many_class_rows(n: int, *, n_classes: int, seed: int) -> pd.DataFrame:
+    """Texts whose class is a pair of words from the tiny encoder's vocabulary (each said twice), so the
+    tiny BERT and TF-IDF alike can tell the classes apart."""
+    from itertools import combinations
+
+    from .conftest import FILLER, WORDS_NEG, WORDS_POS
+
+    pairs = list(combinations([*WORDS_POS, *WORDS_NEG, *FILLER[:3]], 2))[:n_classes]
+    noise = FILLER[3:]  # never part of a class's pair
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, n_classes, n)
+    texts = [" ".join([pairs[label][0], *rng.choice(noise, 2), pairs[label][1], *rng.choice(noise, 2),
+                       pairs[label][0], pairs[label][1]]) for label in labels]
+    return pd.DataFrame({"text": texts, "label": [f"provision_{label:02d}" for label in labels]})
+
+
+@pytest.mark.slow
+def test_generated_many_class_task_runs_through_every_stage(project: dict[str, Any], tmp_path: Path) -> None:
+    from embedtune.cli import main as cli_main
+
+    n_classes = 50
+    rows = many_class_rows(1200, n_classes=n_classes, seed=0)
+    rows.to_csv(project["data_root"] / "provisions.csv", index=False)
+    raw = project["raw"]
+    raw["tasks"] = {"provisions": {"source": "table", "path": "provisions.csv", "main_metric": "accuracy"}}
+    smoke = raw["profiles"]["smoke"]
+    smoke["budgets"] = {"sizes": [60, 200], "seeds": [0, 1]}  # 60 labels cannot hold all 50 classes twice
+    smoke["data"] = {"max_train": None, "max_eval": None, "max_val": 100}
+    smoke["finetune"].update({"max_epochs": 6, "min_steps": 30, "max_steps": 60, "evals_per_run": 2, "max_rounds": 3,
+                              "search_budget": 200})
+    project["params_path"].write_text(yaml.safe_dump(raw, sort_keys=False))
+    root = project["root"]
+    assert cli_main(["--params", str(project["params_path"]), "--root", str(root), "pipeline"]) == 0
+    results = root / "results" / "provisions"
+    chance = 1 / n_classes
+    for method in ("classic", "probe", *raw["methods"]):
+        frame = pd.read_csv(results / f"{method}.csv")
+        with np.load(results / "preds" / f"{method}.npz") as preds:
+            keys = [k for k in preds.files if k.startswith("s")]
+            assert keys and all(preds[k].shape[1] == n_classes for k in keys), method
+        assert frame["accuracy"].max() > 3 * chance, (method, frame["accuracy"].tolist())
