@@ -318,6 +318,12 @@ def train(model: Classifier, *, train_items: Any, train_y: np.ndarray, val_items
 
     accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available(),
                                              mixed_precision="bf16" if torch.cuda.is_available() else "no")
+    if accelerator.num_processes > 1 and accelerator.ddp_handler is None:
+        from accelerate.utils import DistributedDataParallelKwargs
+
+        # parts of a backbone the classifier never uses (BERT's pooler under mean pooling) get no gradient:
+        # DDP must not wait for them
+        accelerator.ddp_handler = DistributedDataParallelKwargs(find_unused_parameters=True)
     device = accelerator.device
     multi_label = train_y.ndim == 2
     n_outputs = model.head.out_features
