@@ -94,3 +94,36 @@ def test_a_failing_rank_stops_the_other_with_its_error(tmp_path: Path, tiny_text
     assert failed.returncode != 0
     assert "rank 1 failed on purpose" in failed.stdout + failed.stderr
     assert not (tmp_path / "out" / "result.json").exists()
+
+
+def test_finetune_command_under_two_processes_writes_the_stage_outputs_once(project, tmp_path: Path) -> None:
+    """The documented scale-out command on the tiny project: `accelerate launch ... -m embedtune.cli finetune`.
+    Rank 0 alone writes the method's results; every run makes the steps a one-process run makes."""
+    import shutil
+
+    import pandas as pd
+
+    from embedtune.cli import main as cli_main
+
+    root, params = project["root"], project["params_path"]
+    common = ["--params", str(params), "--root", str(root)]
+    for command in ("prepare", "shift", "embed"):
+        assert cli_main([*common, command, "--task", "toytext"]) == 0
+    single = tmp_path / "single"
+    shutil.copytree(root / "data", single / "data")
+    assert cli_main(["--params", str(params), "--root", str(single), "finetune", "--task", "toytext",
+                     "--method", "lora"]) == 0
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIG), "--num_processes", "2",
+           "--main_process_port", str(29500 + (os.getpid() + 7) % 1000), "-m", "embedtune.cli", *common, "finetune",
+           "--task", "toytext", "--method", "lora"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_env(), cwd=root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    two = pd.read_csv(root / "results" / "toytext" / "lora.csv")
+    one = pd.read_csv(single / "results" / "toytext" / "lora.csv")
+    assert len(two) == len(one) > 0
+    # every run plans the same rounds of optimizer steps as one process (a run may stop at another round:
+    # the tiny model's dropout draws differ between one batch and two half-batches)
+    per_round = (two["steps"] / two["evaluations"]).tolist()
+    assert per_round == (one["steps"] / one["evaluations"]).tolist()
+    leftovers = [p for p in (root / "results").rglob("*") if p.name.startswith(".")]
+    assert not leftovers, leftovers  # no temporary files from a second writer

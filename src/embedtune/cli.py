@@ -142,6 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("search", help="learning-rate search of a tuned method at the pilot budget")
     p.add_argument("--task", required=True)
     p.add_argument("--method", required=True)
+    p = sub.add_parser("finetune", help="one tuned method's runs without the notebook (its LR search first when "
+                                        "missing); the way to scale out: `accelerate launch ... -m embedtune.cli "
+                                        "finetune`, then `dvc repro` renders the stage from the run cache")
+    p.add_argument("--task", required=True)
+    p.add_argument("--method", required=True)
     p = sub.add_parser("notebook", help="run a notebook with papermill and render it to HTML")
     p.add_argument("name", choices=sorted(NOTEBOOKS))
     p.add_argument("--task")
@@ -176,6 +181,16 @@ def main(argv: list[str] | None = None) -> int:
             check_method(args.method)
             frame = search_stage(load_params(args.params), args.task, args.method, root=args.root)
             print(frame.to_string(index=False))
+        elif args.command == "finetune":
+            from .stages import TaskPaths
+            from .tuning import finetune_stage, search_stage
+
+            check_method(args.method)
+            params = load_params(args.params)
+            if not (TaskPaths(args.root, args.task).results / "hparams" / f"{args.method}.csv").is_file():
+                search_stage(params, args.task, args.method, root=args.root)
+            out = finetune_stage(params, args.task, args.method, root=args.root)
+            print(out[args.method].to_string(index=False))
         elif args.command == "notebook":
             html = run_notebook(args.name, params_path=args.params, root=args.root, task=args.task,
                                 method=args.method)
