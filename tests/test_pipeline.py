@@ -56,6 +56,13 @@ def test_finetune_compare_summary_notebooks(project) -> None:
     raw = project["raw"]
     html = run_notebook("04-summary", params_path=project["params_path"], root=root)
     assert "decision guide" in html.read_text().lower()
+    assert "NaN" not in html.read_text()
+    # what a reader opens: no code cells, no path of this machine (the project root, the venv, /tmp)
+    for page in (root / "reports").rglob("*.html"):
+        text = page.read_text()
+        assert 'class="highlight hl-ipython3"' not in text, f"{page.name}: code cell rendered"
+        for path in (str(root), "site-packages", "/tmp/"):
+            assert path not in text, f"{page.name}: machine path {path!r}"
     lora = pd.read_csv(root / "results" / "toytext" / "lora.csv")
     full = pd.read_csv(root / "results" / "toytext" / "full.csv")
     partial = pd.read_csv(root / "results" / "toytext" / "partial.csv")
