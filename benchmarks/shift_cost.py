@@ -38,6 +38,7 @@ def main() -> None:
              "`python benchmarks/shift_cost.py`. One timing per task after a warm-up.", "",
              "| task | test rows | shift rows | test s/run | shift s/run | shift ÷ test | tuned runs (incl. search) | shift s, all tuned runs |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    total = 0.0
     for task in params.tasks:
         paths = TaskPaths(REPO, task)
         data = load_prepared(paths.prepared)
@@ -67,6 +68,11 @@ def main() -> None:
         lines.append(f"| {task} | {len(test.y)} | {rows} | {test_s:.1f} | {shift_s:.1f} | {shift_s / test_s:.2f} | "
                      f"{n_runs} | {shift_s * n_runs:.0f} |")
         print(lines[-1], flush=True)
+        total += shift_s * n_runs
+    lines += ["", f"All shift scoring of the tuned runs in this profile: **{total / 60:.1f} min** on this machine "
+              "(the probe and classic score the shift sets on cached embeddings and features, which is cheaper). "
+              "Measured with nothing else running; `partial` scores cached lower blocks and is cheaper, "
+              "unmerged LoRA adapters a little dearer, than the full model timed here."]
     write_text(REPO / "reports" / "shift-cost.md", "\n".join(lines) + "\n")
 
 
