@@ -194,15 +194,21 @@ def write_prepared(data: TaskData, card: dict[str, Any], out_dir: Path,
         for name, obj in (extra_json(card) if extra_json else {}).items():
             write_json(staging / name, obj)
         os.chmod(staging, 0o755)  # mkdtemp makes it 0o700
-        old = out_dir.with_name(f".{out_dir.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if out_dir.exists():
-            os.replace(out_dir, old)
-        os.replace(staging, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    old = out_dir.with_name(f".{out_dir.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out_dir.exists():
+        os.replace(out_dir, old)
+    try:
+        os.replace(staging, out_dir)
+    except BaseException:
+        if old.exists():
+            os.replace(old, out_dir)  # put the previous folder back
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
     return card
 
 
