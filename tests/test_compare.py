@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from embedtune.compare import Comparison, compare_methods, crossing_budget, decision_guide, paired_bootstrap
+from embedtune.compare import Comparison, compare_methods, crossing_budget, paired_interval
 
 
 def _predictions(y: np.ndarray, accuracy: float, seed: int) -> np.ndarray:
@@ -23,7 +23,7 @@ def test_known_difference_is_found() -> None:
     y = np.random.default_rng(0).integers(0, 2, 2000)
     a = [_predictions(y, 0.85, s) for s in range(3)]
     b = [_predictions(y, 0.75, 10 + s) for s in range(3)]
-    diff, low, high = paired_bootstrap(y, a, b, metric="accuracy", n_boot=300)
+    diff, low, high, _ = paired_interval(y, a, b, metric="accuracy", n_boot=300)
     assert 0.08 < diff < 0.12 and low > 0.05 and high < 0.15
 
 
@@ -31,7 +31,7 @@ def test_no_difference_is_not_significant() -> None:
     y = np.random.default_rng(1).integers(0, 2, 1000)
     a = [_predictions(y, 0.8, s) for s in range(3)]
     b = [_predictions(y, 0.8, 20 + s) for s in range(3)]
-    diff, low, high = paired_bootstrap(y, a, b, metric="accuracy", n_boot=300)
+    diff, low, high, _ = paired_interval(y, a, b, metric="accuracy", n_boot=300)
     assert low < 0 < high
 
 
@@ -54,19 +54,6 @@ def test_compare_methods_and_crossing_budget() -> None:
 def test_crossing_budget_none_when_never_better() -> None:
     comps = [Comparison("full", "probe", b, "accuracy", -0.01, -0.03, 0.01, 3) for b in (16, 64)]
     assert crossing_budget(comps) is None
-
-
-def test_decision_guide_prefers_cheapest_tied_method() -> None:
-    rows = []
-    for seed in range(3):
-        rows += [{"method": "probe", "budget": 64, "seed": seed, "accuracy": 0.80, "train_seconds": 1.0},
-                 {"method": "full", "budget": 64, "seed": seed, "accuracy": 0.81, "train_seconds": 100.0},
-                 {"method": "probe", "budget": 256, "seed": seed, "accuracy": 0.82, "train_seconds": 1.0},
-                 {"method": "full", "budget": 256, "seed": seed, "accuracy": 0.90, "train_seconds": 100.0}]
-    comps = {("full", "probe"): [Comparison("full", "probe", 64, "accuracy", 0.01, -0.01, 0.03, 3),
-                                 Comparison("full", "probe", 256, "accuracy", 0.08, 0.05, 0.11, 3)]}
-    guide = decision_guide(pd.DataFrame(rows), comps, metric="accuracy").set_index("budget")
-    assert guide.loc[64, "pick"] == "probe" and guide.loc[256, "pick"] == "full"
 
 
 def _simulated_pair(rng: np.random.Generator, *, mu: float, sd_seed: float, n: int = 300, seeds: int = 3):

@@ -65,28 +65,6 @@ class Comparison:
                 f"({d:+.1f} points, 95% CI [{lo:.1f}, {hi:.1f}])")
 
 
-def paired_bootstrap(y: np.ndarray, probs_a: list[np.ndarray], probs_b: list[np.ndarray], *, metric: str,
-                     thresholds_a: list[np.ndarray | None] | None = None,
-                     thresholds_b: list[np.ndarray | None] | None = None,
-                     n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
-    """(mean difference A − B, 2.5% and 97.5% bootstrap quantiles), seeds and examples resampled."""
-    n_seeds = len(probs_a)
-    thresholds_a = thresholds_a or [None] * n_seeds
-    thresholds_b = thresholds_b or [None] * n_seeds
-    observed = np.mean([fast_metric(metric, a, y, ta) - fast_metric(metric, b, y, tb)
-                        for a, b, ta, tb in zip(probs_a, probs_b, thresholds_a, thresholds_b)])
-    rng = np.random.default_rng(seed)
-    n = len(y)
-    stats = np.empty(n_boot)
-    for r in range(n_boot):
-        idx = rng.integers(0, n, n)
-        seeds = rng.integers(0, n_seeds, n_seeds)
-        stats[r] = np.nanmean([fast_metric(metric, probs_a[s][idx], y[idx], thresholds_a[s])
-                               - fast_metric(metric, probs_b[s][idx], y[idx], thresholds_b[s]) for s in seeds])
-    low, high = np.nanpercentile(stats, [2.5, 97.5])
-    return float(observed), float(low), float(high)
-
-
 def paired_interval(y: np.ndarray, probs_a: list[np.ndarray], probs_b: list[np.ndarray], *, metric: str,
                     thresholds_a: list[np.ndarray | None] | None = None,
                     thresholds_b: list[np.ndarray | None] | None = None, n_boot: int = 1000,
@@ -222,42 +200,6 @@ def overfitting_gap(curves: pd.DataFrame) -> pd.DataFrame:
     best = best.assign(gap_points=100 * (best["train_metric"] - best["val_metric"]))
     return best.groupby(["method", "budget"])["gap_points"].agg(["mean", "std"]).reset_index() \
         .rename(columns={"mean": "gap_points", "std": "gap_std"})
-
-
-def decision_guide(results: pd.DataFrame, comparisons: dict[tuple[str, str], list[Comparison]], *,
-                   metric: str) -> pd.DataFrame:
-    """Per budget: the cheapest method (by median measured train time) not significantly worse than the
-    best-scoring method, with its expected metric (mean ± std over seeds)."""
-    table = summary_table(results, metric)
-    times = results.groupby("method")["train_seconds"].median()
-    rows = []
-    for budget, group in table.groupby("budget"):
-        group = group.dropna(subset=["mean"])
-        if group.empty:
-            continue
-        best = group.loc[group["mean"].idxmax()]
-        candidates = []
-        for _, row in group.iterrows():
-            if row["method"] == best["method"]:
-                candidates.append(row)
-                continue
-            comp = _find(comparisons, best["method"], row["method"], int(budget))
-            if comp is not None and not comp.significant:
-                candidates.append(row)
-        pick = min(candidates, key=lambda r: times.get(r["method"], np.inf))
-        rows.append({"budget": int(budget), "best_method": best["method"], "best_mean": best["mean"],
-                     "pick": pick["method"], "pick_mean": pick["mean"], "pick_std": pick["std"],
-                     "pick_median_train_seconds": times.get(pick["method"], np.nan),
-                     "tied_with_best": ", ".join(str(c["method"]) for c in candidates)})
-    return pd.DataFrame(rows)
-
-
-def _find(comparisons: dict[tuple[str, str], list[Comparison]], a: str, b: str, budget: int) -> Comparison | None:
-    for key in ((a, b), (b, a)):
-        for comp in comparisons.get(key, []):
-            if comp.budget == budget:
-                return comp
-    return None
 
 
 def all_comparisons(preds: dict[str, dict[str, np.ndarray]], *, metric: str,

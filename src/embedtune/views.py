@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from . import compare, reports
@@ -70,7 +69,12 @@ def compare_view(params: Params, task: str, root: Path, *, n_boot: int = 1000) -
     largest = int(results["budget"].max())
     calibration = (results[results["budget"] == largest].groupby("method")["ece"].agg(["mean", "std"]).reset_index()
                    if "ece" in results else pd.DataFrame())
-    guide = compare.decision_guide(results, pairs, metric=metric)
+    from .findings import decision_guide
+
+    embed_meta = root / "data" / "embeddings" / task / "meta.json"
+    seconds_per_row = (read_json(embed_meta).get("cost", {}) or {}).get("seconds_per_row") \
+        if embed_meta.is_file() else None
+    guide = decision_guide(results, comp_frame, metric=metric, embed_seconds_per_row=seconds_per_row)
     headline = compare.headline(results, metric)
     drops = compare.shift_drops(results, compare.load_shift(paths.results), metric)
     drop_diffs = compare.drop_differences(drops)
@@ -111,54 +115,6 @@ def _shift_summary(drops: pd.DataFrame) -> pd.DataFrame:
     if drops.empty:
         return drops
     return drops.groupby(["budget", "shift", "method"])["drop_points"].mean().unstack("method").reset_index()
-
-
-def summary_view(params: Params, tasks: list[str], root: Path) -> dict[str, Any]:
-    """The measured comparison table across tasks and the decision guide (from compare_view's files)."""
-    blocks, guides, headlines = [], [], {}
-    for task in tasks:
-        paths = TaskPaths(root, task)
-        headline_path = paths.metrics / "headline.json"
-        if not headline_path.is_file():
-            raise FileNotFoundError(f"{headline_path} not found; run the compare stage for {task} first")
-        headline = read_json(headline_path)
-        headlines[task] = headline
-        results = compare.load_results(paths.results)
-        metric = headline["metric"]
-        costs = compare.cost_ratios(results)
-        curves_dir = paths.results / "curves"
-        curves = pd.concat([pd.read_csv(p) for p in sorted(curves_dir.glob("*.csv"))], ignore_index=True) \
-            if curves_dir.is_dir() else pd.DataFrame()
-        gap = compare.overfitting_gap(curves)
-        comparisons = pd.read_csv(paths.results / "comparisons.csv")
-        smallest, largest = int(results["budget"].min()), int(results["budget"].max())
-        at_large = results[results["budget"] == largest].groupby("method")[metric].mean()
-        for method in [m for m in compare.METHOD_ORDER if m in set(results["method"])]:
-            c = costs[(costs["method"] == method) & (costs["budget"] == largest)]
-            g = gap[(gap["method"] == method) & (gap["budget"] == smallest)] if not gap.empty else pd.DataFrame()
-            vs_full = comparisons[(comparisons["method_a"] == method) & (comparisons["method_b"] == "full")
-                                  & (comparisons["budget"] == largest)] if method in ("lp_ft", "lora") else \
-                comparisons[(comparisons["method_a"] == "full") & (comparisons["method_b"] == method)
-                            & (comparisons["budget"] == largest)]
-            blocks.append({
-                "task": task, "method": method,
-                "data requirement: crossing budget vs probe": headline["crossing_budget"].get(method, "—")
-                if method in compare.TUNED else "—",
-                f"customisation: gain over probe at {largest} labels (points)":
-                    100 * (at_large.get(method, np.nan) - at_large.get("probe", np.nan)),
-                "train time × probe": float(c["train_seconds_x_probe"].iloc[0]) if len(c) else np.nan,
-                "peak memory × probe": float(c["peak_mem_mib_x_probe"].iloc[0]) if len(c) else np.nan,
-                "trainable params × probe": float(c["trainable_params_x_probe"].iloc[0]) if len(c) else np.nan,
-                f"overfitting: train−val gap at {smallest} labels (points)":
-                    float(g["gap_points"].iloc[0]) if len(g) else np.nan,
-                f"vs full at {largest} labels (points, A−B)": float(vs_full["diff_points"].iloc[0]) * (
-                    1 if method in ("lp_ft", "lora") else -1) if len(vs_full) and method != "full" else np.nan,
-            })
-        guide = pd.read_csv(paths.results / "decision.csv")
-        guide.insert(0, "task", task)
-        guides.append(guide)
-    table = pd.DataFrame(blocks)
-    return {"table": table, "guide": pd.concat(guides, ignore_index=True), "headlines": headlines}
 
 
 def published_reference() -> pd.DataFrame:
