@@ -104,3 +104,14 @@ def test_graded_shift_drops_are_paired_with_the_same_clean_rows() -> None:
     drops = shift_drops(results, shift, "accuracy").set_index("set")["drop_points"]
     assert drops["typos@0.1"] == pytest.approx(5.0)  # vs the same 120 clean rows, not the whole test split
     assert drops["imdb"] == pytest.approx(20.0)  # a new source: vs the whole clean test split
+
+
+def test_p_value_agrees_with_the_interval() -> None:
+    """p < 0.05 exactly when the 95% interval excludes 0 (3 seeds: the seed term uses t with 2 df)."""
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 600)
+    for trial in range(12):
+        a = [_predictions(y, 0.80 + 0.01 * (trial % 4), 300 + 10 * trial + s) for s in range(3)]
+        b = [_predictions(y, 0.80, 700 + 10 * trial + s) for s in range(3)]
+        diff, low, high, p = paired_interval(y, a, b, metric="accuracy", n_boot=200, seed=trial)
+        assert (p < 0.05) == (low > 0 or high < 0), (diff, low, high, p)

@@ -11,9 +11,10 @@ paired. The interval of a difference (`paired_interval`) has two parts that add 
   estimates it as the mean off-diagonal covariance of the resampled (d_s, d_t); its term is
   z_{0.975} · √cov.
 
-With one seed (the single-seed budgets) the interval is the example bootstrap's normal interval. A p-value comes from the same
-standard error (normal approximation), and within a report the family of all its comparisons is
-corrected by Holm's step-down method: "significant" means the Holm-adjusted p < 0.05. A test checks the
+With one seed (the single-seed budgets) the interval is the example bootstrap's normal interval. The
+p-value is the interval's own: the level at which the interval just reaches 0 (so p < 0.05 exactly when
+the 95% interval excludes 0). Within a report the family of all its comparisons is corrected by Holm's
+step-down method: "significant" means the Holm-adjusted p < 0.05, which implies the interval excludes 0. A test checks the
 interval's coverage on a simulated paired problem with 3 seeds. Metrics here are `metrics.fast_metric`,
 NumPy versions of the shipped `evaluate` modules (the tests check they agree).
 """
@@ -71,7 +72,6 @@ def paired_interval(y: np.ndarray, probs_a: list[np.ndarray], probs_b: list[np.n
                     seed: int = 0) -> tuple[float, float, float, float]:
     """(mean difference A − B, 95% low, 95% high, two-sided p) with the seed and example terms of the
     module docstring."""
-    from scipy import stats
 
     n_seeds = len(probs_a)
     thresholds_a = thresholds_a or [None] * n_seeds
@@ -95,11 +95,37 @@ def paired_interval(y: np.ndarray, probs_a: list[np.ndarray], probs_b: list[np.n
         cov = np.cov(boot, rowvar=False)
         var_shared = max(0.0, float((cov.sum() - np.trace(cov)) / (n_seeds * (n_seeds - 1))))
         se_seeds = float(np.std(per_seed, ddof=1) / np.sqrt(n_seeds))
-    t = float(stats.t.ppf(0.975, n_seeds - 1)) if n_seeds > 1 else 0.0
-    half = float(np.hypot(t * se_seeds, 1.959964 * np.sqrt(var_shared)))
-    se = float(np.hypot(se_seeds, np.sqrt(var_shared)))
-    p = float(2 * stats.norm.sf(abs(observed) / se)) if se > 0 else (0.0 if observed != 0 else 1.0)
-    return observed, observed - half, observed + half, p
+    half = _half_width(0.05, se_seeds, float(np.sqrt(var_shared)), n_seeds - 1)
+    return observed, observed - half, observed + half, _p_value(observed, se_seeds, float(np.sqrt(var_shared)),
+                                                             n_seeds - 1)
+
+
+def _half_width(alpha: float, se_seeds: float, sd_shared: float, df: int) -> float:
+    """Half-width of the (1 − alpha) interval: t_{df} on the seed term, z on the shared-test-set term."""
+    from scipy import stats
+
+    t = float(stats.t.ppf(1 - alpha / 2, df)) if df > 0 else 0.0
+    return float(np.hypot(t * se_seeds, float(stats.norm.ppf(1 - alpha / 2)) * sd_shared))
+
+
+def _p_value(observed: float, se_seeds: float, sd_shared: float, df: int) -> float:
+    """The two-sided p-value of the interval itself: the alpha at which the (1 − alpha) interval just
+    reaches 0. So p < 0.05 exactly when the 95% interval excludes 0 (a normal p-value on the combined
+    standard error would ignore the t quantile of the seed term and call differences significant whose
+    interval holds 0)."""
+    from scipy.optimize import brentq
+
+    if observed == 0 or not np.isfinite(observed):
+        return 1.0
+    if se_seeds == 0 and sd_shared == 0:
+        return 0.0
+    gap = lambda alpha: _half_width(alpha, se_seeds, sd_shared, df) - abs(observed)  # noqa: E731 (falls in alpha)
+    tiny = 1e-12
+    if gap(tiny) <= 0:
+        return tiny
+    if gap(1 - tiny) >= 0:
+        return 1.0
+    return float(brentq(gap, tiny, 1 - tiny, xtol=1e-10))
 
 
 def holm(p_values: list[float]) -> list[float]:
