@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import os
 import platform
+import re
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -274,7 +275,8 @@ def index_html(*, reports_dir: Path, per_task: dict[str, dict[str, Any]], info: 
              "<h2>The answer per domain</h2><ul>"]
     for task, t in per_task.items():
         sentence = guide_sentence(task, t["guide"], t["headline"]["metric"])
-        parts.append("<li>" + html.escape(sentence).replace("**", "") + "</li>")
+        markup = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", html.escape(sentence))  # the sentence's markdown
+        parts.append("<li>" + re.sub(r"`([^`]+)`", r"<code>\1</code>", markup) + "</li>")
     parts += ["</ul><p>Rule: at each label budget, the cheapest method to build whose difference from the best "
               "method is not significant (paired interval over seeds × test examples, Holm-corrected within the "
               "task). Costs are measured on this machine.</p>",
