@@ -61,8 +61,8 @@ def _declared(stage: dict[str, Any], *, profile: str, item: Any) -> set[str]:
         if isinstance(item, dict):
             for k, v in item.items():
                 key = key.replace("${item." + k + "}", v)
-        else:
-            key = key.replace("${item}", str(item))
+        else:  # foreach over params.yaml's tasks: ${key} is the task name
+            key = key.replace("${item}", str(item)).replace("${key}", str(item))
         keys.add(key)
     return keys
 
@@ -128,7 +128,7 @@ def test_dvc_reruns_exactly_the_dependent_stages_and_a_second_repro_is_a_noop(pr
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     subset = {}
     for name in ("prepare", "shift", "embed", "probe"):
-        subset[name] = {**stages[name], "foreach": ["toytext"]}
+        subset[name] = {**stages[name], "foreach": {"toytext": {}}}  # the tiny project's one text task
     (work / "dvc.yaml").write_text(yaml.safe_dump({"stages": subset}, sort_keys=False))
     shutil.copytree(REPO / "src", work / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     shutil.copytree(REPO / "notebooks", work / "notebooks")

@@ -189,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
             params = load_params(args.params)
             if not (TaskPaths(args.root, args.task).results / "hparams" / f"{args.method}.csv").is_file():
                 search_stage(params, args.task, args.method, root=args.root)
+                if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # rank 0 writes the pick; the others wait for it
+                    from accelerate import PartialState
+
+                    PartialState().wait_for_everyone()
             out = finetune_stage(params, args.task, args.method, root=args.root)
             print(out[args.method].to_string(index=False))
         elif args.command == "notebook":
