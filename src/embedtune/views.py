@@ -39,11 +39,19 @@ def figure_path(root: Path, task: str, name: str) -> Path:
     return root / "reports" / "figures" / f"{task}-{name}.png"
 
 
+def readable_spread(table: pd.DataFrame) -> pd.DataFrame:
+    """Standard-deviation columns as text for display: a single-seed cell reads "— (1 seed)", not NaN."""
+    out = table.copy()
+    for col in [c for c in out.columns if str(c).split(" ")[-1] == "std"]:
+        out[col] = [f"{v:.4f}" if pd.notna(v) else "— (1 seed)" for v in out[col]]
+    return out
+
+
 def _summary(frame: pd.DataFrame, metrics: tuple[str, ...]) -> pd.DataFrame:
     cols = [m for m in metrics if m in frame]
     agg = frame.groupby(["method", "budget"])[cols + ["train_seconds"]].agg(["mean", "std"])
     agg.columns = [f"{a} {b}" for a, b in agg.columns]
-    return agg.reset_index()
+    return readable_spread(agg.reset_index())
 
 
 def compare_metrics(frame: pd.DataFrame) -> tuple[str, ...]:
@@ -104,8 +112,9 @@ def compare_view(params: Params, task: str, root: Path, *, n_boot: int = 1000) -
                          if p.stat().st_size > 1], ignore_index=True) if (paths.results / "hparams").is_dir() \
         else pd.DataFrame()
     write_csv(paths.results / "hparams.csv", hparams)
-    return {"metric": metric, "summary": compare.summary_table(results, metric), "comparisons": comp_frame,
-            "crossing": crossing, "gap": gap, "costs": costs, "calibration": calibration, "guide": guide,
+    return {"metric": metric, "summary": readable_spread(compare.summary_table(results, metric)),
+            "comparisons": comp_frame, "crossing": crossing, "gap": gap, "costs": costs,
+            "calibration": readable_spread(calibration), "guide": guide,
             "headline": headline, "figures": figs, "hparams": hparams, "shift_compare": drop_diffs,
             "shift_summary": _shift_summary(drops)}
 
