@@ -41,7 +41,7 @@ check-env: $(STAMP)  ## fail when installed versions drift from requirements.loc
 
 repro: $(STAMP)  ## run the whole pipeline on PROFILE (default cpu): dvc repro
 	$(BIN)/python -m embedtune.cli set-profile $(PROFILE)
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python scripts/timed_repro.py  # dvc repro, timed: reports/run-time.json
 
 smoke: $(STAMP)  ## every stage on the smoke profile into .scratch/ (about 10 minutes; results not committed)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m embedtune.cli --root .scratch pipeline --profile smoke

@@ -115,3 +115,15 @@ def test_p_value_agrees_with_the_interval() -> None:
         b = [_predictions(y, 0.80, 700 + 10 * trial + s) for s in range(3)]
         diff, low, high, p = paired_interval(y, a, b, metric="accuracy", n_boot=200, seed=trial)
         assert (p < 0.05) == (low > 0 or high < 0), (diff, low, high, p)
+
+
+def test_readable_tables_say_dash_where_a_cell_is_empty_and_keep_the_numbers() -> None:
+    import numpy as np
+    import pandas as pd
+
+    from embedtune.compare import readable
+
+    frame = pd.DataFrame({"method": ["probe", "full"], "budget": [16, 16], "std": [0.0125, np.nan]})
+    shown = readable(frame)
+    assert shown.loc[0, "std"] == 0.0125 and shown.loc[1, "std"] == "—"
+    assert "NaN" not in shown.to_html() and frame["std"].isna().sum() == 1  # the input is not changed

@@ -67,3 +67,54 @@ def test_summary_table_has_no_nan_where_a_number_exists() -> None:
     assert not table.isna().any().any()
     full = table[table["method"] == "full"].iloc[0]
     assert full["gain_vs_probe_points"] == "+3.3 [1.0, 5.6]" and full["train_time_x_probe"] == 300.0
+
+
+def _all_labels_headline(best_value: float) -> dict:
+    return {**_headline(), "all_labels": {"budget": 10199, "methods": {"probe": {"mean": 0.80, "std": 0.0},
+                                                                         "full": {"mean": best_value, "std": 0.0}}}}
+
+
+def test_the_aim_sentence_follows_the_full_data_result() -> None:
+    short = findings.aim_finding("sentiment", _all_labels_headline(0.83))
+    met = findings.aim_finding("sentiment", _all_labels_headline(0.87))
+    assert short is not None and "`full` at 0.830: short by 2.0 points" in short
+    assert met is not None and met.endswith("`full` at 0.870: met.")
+    assert findings.aim_finding("my_own_task", _all_labels_headline(0.87)) is None  # no published aim
+    assert findings.aim_finding("sentiment", {**_all_labels_headline(0.87), "metric": "macro_f1"}) is None
+
+
+def test_schedule_findings_read_the_rows_and_catch_unequal_selection_rows() -> None:
+    rows = _results(0.73).assign(steps=[0, 60, 0, 90, 0, 120], train_samples_per_s=2.0, infer_seconds=1.0)
+    sentences = findings.schedule_findings(rows)
+    assert "Every method (2) selected on the same 100 validation rows." in sentences
+    assert "Tuned runs took 60–120 optimizer steps (median 90)." in sentences
+    # samples trained = 2.0 samples/s × 30 s = 60 examples over 256 labels
+    assert "At 256 labels the tuned runs saw 0.23–0.23 epochs of their training rows." in sentences
+    unequal = rows.assign(n_val=[100, 100, 100, 100, 100, 50])
+    assert any(s.startswith("Methods selected on different numbers of validation rows") and "[50, 100]" in s
+               for s in findings.schedule_findings(unequal))
+
+
+def test_the_run_time_sentence_reads_the_record_and_says_when_there_is_none() -> None:
+    record = {"profile": "cpu", "commit": "abc1234", "dirty": False, "cores": 2, "started": "2026-11-28 09:25 UTC",
+              "wall_seconds": 5400.0, "stages": [{"stage": "probe@a", "seconds": 60.0},
+                                                 {"stage": "finetune@a-full", "seconds": 600.0}]}
+    first, slowest = findings.run_time_sentences(record)
+    assert "took 90 min of wall time on 2 cores and ran 2 stages" in first and "uncommitted" not in first
+    assert slowest.startswith("Slowest stages: `finetune@a-full` 10.0 min, `probe@a` 1.0 min")
+    assert "uncommitted" in findings.run_time_sentences({**record, "dirty": True})[0]
+    assert findings.run_time_sentences(None)[0].startswith("No timed run is recorded yet")
+    assert "### Run time (generated)" in findings.readme_block({}, run_time=record)
+
+
+def test_a_run_that_did_not_learn_is_named_and_a_learning_run_is_not() -> None:
+    def curve(losses: list[float]) -> pd.DataFrame:
+        return pd.DataFrame({"method": "lora", "seed": 0, "budget": 5477, "train_loss": losses,
+                             "val_metric": [0.02] * len(losses)})
+
+    results = pd.DataFrame({"method": ["lora"], "lr": [0.003]})
+    stuck = findings.training_failures(curve([1.17, 1.14, 1.13]), results)
+    assert len(stuck) == 1 and "`lora` did not learn in 1 of 1 runs" in stuck[0]
+    assert "5477 labels seed 0 (loss 1.17 → 1.13" in stuck[0] and "(0.003)" in stuck[0]
+    assert findings.training_failures(curve([1.17, 0.50, 0.20]), results) == []
+    assert findings.training_failures(None, results) == []

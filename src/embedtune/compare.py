@@ -399,3 +399,11 @@ def drop_differences(drops: pd.DataFrame, *, reference: str = "probe") -> pd.Dat
                      "diff_drop_points": mean, "ci_low": mean - half, "ci_high": mean + half, "n": len(values),
                      "basis": basis, "significant": bool(np.isfinite(half) and abs(mean) > half)})
     return pd.DataFrame(rows)
+
+
+def readable(frame: pd.DataFrame, *, missing: str = "—") -> pd.DataFrame:
+    """A table for display: every empty cell (a method not run at that budget, a quantity that does not apply,
+    a spread over one seed) reads `missing` instead of NaN. The numbers themselves are untouched."""
+    if not isinstance(frame, pd.DataFrame):
+        return frame
+    return frame.astype(object).where(frame.notna(), missing)

@@ -66,7 +66,7 @@ def _vs_probe(comparisons: pd.DataFrame, method: str, budget: int) -> pd.Series 
 
 
 def task_findings(task: str, *, results: pd.DataFrame, comparisons: pd.DataFrame, headline: dict[str, Any],
-                  shift_compare: pd.DataFrame, hparams: pd.DataFrame) -> list[str]:
+                  shift_compare: pd.DataFrame, hparams: pd.DataFrame, curves: pd.DataFrame | None = None) -> list[str]:
     """The generated findings of one task, most important first."""
     metric, budget = headline["metric"], int(headline["budget"])
     out: list[str] = []
@@ -98,8 +98,13 @@ def task_findings(task: str, *, results: pd.DataFrame, comparisons: pd.DataFrame
                    if value is not None else
                    f"`{method}` has no crossing budget: it is not significantly better than the probe at the "
                    "largest budget run, or not at every budget between some budget and the largest.")
+    aim = aim_finding(task, headline)
+    if aim is not None:
+        out.append(aim)
     out.extend(robustness_findings(shift_compare))
+    out.extend(training_failures(curves, results))
     out.extend(search_findings(hparams, results))
+    out.extend(schedule_findings(results))
     return out
 
 
@@ -148,6 +153,30 @@ def robustness_findings(shift_compare: pd.DataFrame) -> list[str]:
     return out
 
 
+def training_failures(curves: pd.DataFrame | None, results: pd.DataFrame, *, ratio: float = 0.8) -> list[str]:
+    """Tuned runs that did not learn: training loss at the last evaluation ≥ `ratio` × the first round's. Their
+    numbers measure an unstable learning rate, not the method; said per method with the rate it used."""
+    if curves is None or curves.empty or not {"train_loss", "seed", "budget", "method"} <= set(curves.columns):
+        return []
+    out = []
+    for method, by_method in curves.groupby(curves["method"].astype(str), sort=False):
+        failed = []
+        for (seed, budget), run in by_method.groupby(["seed", "budget"]):
+            loss = run["train_loss"].astype(float).tolist()
+            if len(loss) >= 2 and loss[-1] >= ratio * loss[0]:
+                failed.append(f"{int(budget)} labels seed {int(seed)} (loss {loss[0]:.2f} → {loss[-1]:.2f}, best "
+                              f"selection score {run['val_metric'].max():.3f})")
+        if failed:
+            runs = results[results["method"].astype(str) == method]
+            lrs = ", ".join(f"{v:g}" for v in sorted(set(runs["lr"].astype(float)))) if "lr" in runs else "?"
+            out.append(f"`{method}` did not learn in {len(failed)} of {by_method.groupby(['seed', 'budget']).ngroups} "
+                       f"runs (training loss at the last evaluation ≥ {ratio:g}× the first round's): "
+                       + "; ".join(failed) + f". Its learning rate ({lrs}) was searched at the pilot budget and "
+                       "seed, where it trained; these runs measure that rate's instability, not what the method "
+                       "reaches when it trains.")
+    return out
+
+
 def search_findings(hparams: pd.DataFrame, results: pd.DataFrame) -> list[str]:
     """Picks at a grid edge and runs that ended still improving, stated as limits."""
     out = []
@@ -159,9 +188,64 @@ def search_findings(hparams: pd.DataFrame, results: pd.DataFrame) -> list[str]:
     if "still_improving" in results:
         tuned = results[results["method"].astype(str).isin(TUNED)]
         if len(tuned):
-            share = float(tuned["still_improving"].astype(bool).mean())
+            flags = tuned["still_improving"].astype(bool)
+            share = float(flags.mean())
+            per_budget = ", ".join(f"{int(b)} labels {int(g.sum())}/{len(g)}"
+                                   for b, g in flags.groupby(tuned["budget"].astype(int)))
             out.append(f"{100 * share:.0f}% of the {len(tuned)} tuned runs were still improving at their last "
-                       "evaluation.")
+                       f"evaluation (by budget: {per_budget}).")
+    return out
+
+
+# Published aims for the built-in domains (full data, best method, test split), by task name and metric.
+REFERENCE_AIMS: dict[str, tuple[str, float, str]] = {
+    "sentiment": ("accuracy", 0.85, "the aim this project set for a fine-tuned encoder"),
+    "medical": ("auroc", 0.944, "MedMNIST v2's ResNet-18 at 28 px"),
+    "legal": ("macro_f1", 0.80, "LexGLUE: TF-IDF + SVM 0.788, BERT 0.813"),
+}
+
+
+def aim_finding(task: str, headline: dict[str, Any]) -> str | None:
+    """The best full-data result against the task's published aim (REFERENCE_AIMS); None without an aim."""
+    aim = REFERENCE_AIMS.get(task)
+    all_labels = headline.get("all_labels", {}) or {}
+    if aim is None or aim[0] != headline.get("metric") or not all_labels.get("methods"):
+        return None
+    metric, target, source = aim
+    vals = {m: v["mean"] for m, v in all_labels["methods"].items()}
+    best = max(vals, key=vals.get)
+    gap = 100 * (vals[best] - target)
+    verdict = "met" if gap >= 0 else f"short by {-gap:.1f} points"
+    return (f"Aim at all {all_labels['budget']} labels: {metric} ≥ {target:g} ({source}); the best here is "
+            f"`{best}` at {vals[best]:.3f}: {verdict}.")
+
+
+def schedule_findings(results: pd.DataFrame) -> list[str]:
+    """What the profile's schedule gave the tuned runs, read from their rows: optimizer steps, epochs seen at
+    the largest budget (examples trained = samples/s × seconds), the selection rows, the recorded time."""
+    out: list[str] = []
+    if "n_val" in results:
+        n_val = results.groupby(results["method"].astype(str))["n_val"].agg(lambda v: sorted(set(int(x) for x in v)))
+        values = {tuple(v) for v in n_val}
+        if len(values) == 1 and len(next(iter(values))) == 1:
+            out.append(f"Every method ({len(n_val)}) selected on the same {next(iter(values))[0]} validation rows.")
+        else:
+            out.append("Methods selected on different numbers of validation rows: "
+                       + ", ".join(f"`{m}` {v}" for m, v in n_val.items()) + ".")
+    tuned = results[results["method"].astype(str).isin(TUNED)]
+    if not len(tuned) or "steps" not in tuned:
+        return out
+    steps = tuned["steps"].astype(int)
+    out.append(f"Tuned runs took {steps.min()}–{steps.max()} optimizer steps (median {int(steps.median())}).")
+    if {"train_samples_per_s", "train_seconds"} <= set(tuned.columns):
+        largest = int(tuned["budget"].max())
+        top = tuned[tuned["budget"] == largest]
+        epochs = top["train_samples_per_s"].astype(float) * top["train_seconds"].astype(float) / largest
+        out.append(f"At {largest} labels the tuned runs saw {epochs.min():.2f}–{epochs.max():.2f} epochs of their "
+                   "training rows.")
+        minutes = float((tuned["train_seconds"].astype(float) + tuned["infer_seconds"].astype(float)).sum()) / 60
+        out.append(f"Recorded training and test-scoring time of the {len(tuned)} tuned runs: {minutes:.0f} min "
+                   "(the LR search's other runs, shift scoring, model loading and rendering come on top).")
     return out
 
 
@@ -219,10 +303,13 @@ def guide_sentence(task: str, guide: pd.DataFrame, metric: str) -> str:
         return f"**{task}**: no decision guide (no results)."
     parts = []
     for _, r in guide.iterrows():
-        parts.append(f"{r['budget']} labels → `{r['pick']}` ({metric} {r['pick_mean']:.3f}; build "
+        versus = "" if r["pick"] == r["best"] else (
+            f"; the best, `{r['best']}` at {r['best_mean']:.3f}, is not significantly better after Holm")
+        parts.append(f"{r['budget']} labels → `{r['pick']}` ({metric} {r['pick_mean']:.3f}{versus}; build "
                      f"{_seconds(r['pick_build_seconds'])}, serve {_seconds(r['pick_serve_seconds_per_1000'])} "
                      "per 1,000 predictions)")
-    return f"**{task}**: cheapest method tied with the best — " + "; ".join(parts) + "."
+    return (f"**{task}**: the cheapest method not significantly worse than the best (paired 95% interval, Holm "
+            "over the task's comparisons) — " + "; ".join(parts) + ".")
 
 
 def _seconds(value: float) -> str:
@@ -300,7 +387,7 @@ def load_task(root: Path, task: str) -> dict[str, Any]:
             "shift_compare": pd.read_csv(shift_path) if shift_path.is_file() and shift_path.stat().st_size > 1
             else pd.DataFrame(),
             "hparams": pd.read_csv(hp_path) if hp_path.is_file() and hp_path.stat().st_size > 1 else pd.DataFrame(),
-            "gap": overfitting_gap(curves) if len(curves) else pd.DataFrame(),
+            "gap": overfitting_gap(curves) if len(curves) else pd.DataFrame(), "curves": curves,
             "embed_seconds_per_row": (read_json(embed_meta).get("cost", {}) or {}).get("seconds_per_row")
             if embed_meta.is_file() else None}
 
@@ -333,16 +420,41 @@ def paired_table(comparisons: pd.DataFrame) -> pd.DataFrame:
                          for m in order])
 
 
-def readme_block(per_task: dict[str, dict[str, Any]]) -> str:
-    """The README's generated findings: one answer per domain, then each task's findings."""
-    lines = [MARK_BEGIN, "", "### The answer per domain (generated)", ""]
+def load_run_time(root: Path) -> dict[str, Any] | None:
+    """The last timed `make repro` (scripts/timed_repro.py writes reports/run-time.json), or None."""
+    from .io import read_json
+
+    path = Path(root) / "reports" / "run-time.json"
+    return read_json(path) if path.is_file() else None
+
+
+def run_time_sentences(record: dict[str, Any] | None, *, slowest: int = 3) -> list[str]:
+    """What the last timed run took, from its record; says so when no run was timed."""
+    if not record:
+        return ["No timed run is recorded yet (`make repro` writes `reports/run-time.json`)."]
+    stages = sorted(record.get("stages", []), key=lambda s: -float(s["seconds"]))
+    dirty = " with uncommitted changes" if record.get("dirty") else ""
+    out = [f"The last timed `make repro` (profile `{record['profile']}`, commit `{record['commit']}`{dirty}, "
+           f"{record['started']}) took {float(record['wall_seconds']) / 60:.0f} min of wall time on "
+           f"{record['cores']} cores and ran {len(stages)} stages; the others were up to date."]
+    if stages:
+        out.append("Slowest stages: " + ", ".join(f"`{s['stage']}` {float(s['seconds']) / 60:.1f} min"
+                                                  for s in stages[:slowest]) + ".")
+    return out
+
+
+def readme_block(per_task: dict[str, dict[str, Any]], *, run_time: dict[str, Any] | None = None) -> str:
+    """The README's generated findings: the run's time, one answer per domain, then each task's findings."""
+    lines = [MARK_BEGIN, "", "### Run time (generated)", ""]
+    lines += [f"- {s}" for s in run_time_sentences(run_time)]
+    lines += ["", "### The answer per domain (generated)", ""]
     for task, t in per_task.items():
         lines.append(f"- {guide_sentence(task, t['guide'], t['headline']['metric'])}")
     lines += ["", "### Findings (generated)", ""]
     for task, t in per_task.items():
         for sentence in task_findings(task, results=t["results"], comparisons=t["comparisons"],
                                       headline=t["headline"], shift_compare=t["shift_compare"],
-                                      hparams=t["hparams"]):
+                                      hparams=t["hparams"], curves=t.get("curves")):
             lines.append(f"- {sentence}")
     lines += ["", MARK_END]
     return "\n".join(lines)

@@ -1,0 +1,106 @@
+"""Run `dvc repro` and record how long it took, per stage: reports/run-time.json.
+
+`make repro` runs this. The record names the profile, the commit (and whether the tree was dirty), the
+machine's cores, the wall time and each stage that ran with its seconds (from its "Running stage" line to
+the next one). The summary stage runs inside the timed run and reads the previous record, so after a run
+that ran at least one stage this script writes the new record and re-renders the summary alone
+(`dvc repro --force --single-item summary`) so the README states it; that last, short render is not in the
+record. A run that ran no stage (everything up to date) keeps the previous record.
+
+    python scripts/timed_repro.py            # = dvc repro, timed
+    python scripts/timed_repro.py -- -s probe@sentiment   # extra arguments go to dvc repro
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RECORD = ROOT / "reports" / "run-time.json"
+STAGE_LINE = re.compile(r"Running stage '([^']+)'")
+
+
+def _git(*args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def _profile() -> str:
+    for line in (ROOT / "params.yaml").read_text().splitlines():
+        if line.startswith("profile:"):
+            return line.split(":", 1)[1].split("#", 1)[0].strip()
+    return "unknown"
+
+
+def timed_run(command: list[str]) -> tuple[int, list[dict[str, object]], float, float]:
+    """Run `command`, echo its output, and time every stage it announces. Returns (exit code, stages,
+    started, finished) with times as Unix seconds."""
+    started = time.time()
+    stages: list[dict[str, object]] = []
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            bufsize=1)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        match = STAGE_LINE.search(line)
+        if match:
+            now = time.time()
+            if stages:
+                stages[-1]["seconds"] = round(now - float(stages[-1]["started"]), 1)
+            stages.append({"stage": match.group(1), "started": now})
+    code = proc.wait()
+    finished = time.time()
+    if stages:
+        stages[-1]["seconds"] = round(finished - float(stages[-1]["started"]), 1)
+    return code, stages, started, finished
+
+
+def _utc(seconds: float) -> str:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def record(stages: list[dict[str, object]], started: float, finished: float) -> dict[str, object]:
+    return {"profile": _profile(), "commit": _git("rev-parse", "--short", "HEAD"),
+            "dirty": bool(_git("status", "--porcelain", "--", "src", "notebooks", "dvc.yaml", "params.yaml")),
+            "cores": os.cpu_count(), "machine": platform.machine(), "started": _utc(started), "finished": _utc(finished),
+            "wall_seconds": round(finished - started, 1),
+            "stages": [{"stage": s["stage"], "seconds": s["seconds"]} for s in stages]}
+
+
+def write_record(data: dict[str, object], path: Path = RECORD) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staged = path.with_name(f".{path.name}.tmp")
+    staged.write_text(json.dumps(data, indent=2) + "\n")
+    staged.replace(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dvc_args", nargs="*", help="extra arguments for dvc repro (after --)")
+    args = parser.parse_args(argv)
+    code, stages, started, finished = timed_run(["dvc", "repro", *args.dvc_args])
+    if code != 0:
+        print(f"dvc repro failed (exit {code}); {RECORD.relative_to(ROOT)} keeps the previous record",
+              file=sys.stderr)
+        return code
+    if not stages:
+        print(f"no stage ran; {RECORD.relative_to(ROOT)} keeps the previous record")
+        return 0
+    data = record(stages, started, finished)
+    write_record(data)
+    print(f"wrote {RECORD.relative_to(ROOT)}: {data['wall_seconds'] / 60:.1f} min, {len(stages)} stages")
+    return subprocess.run(["dvc", "repro", "--force", "--single-item", "summary"], cwd=ROOT).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())

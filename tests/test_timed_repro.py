@@ -1,0 +1,39 @@
+"""scripts/timed_repro.py times each stage dvc announces and records the run for the README."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("timed_repro", ROOT / "scripts" / "timed_repro.py")
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_each_announced_stage_gets_the_time_until_the_next_one(tmp_path: Path) -> None:
+    timed = _script()
+    fake_dvc = ("import time\nprint(\"Running stage 'prepare@a':\", flush=True)\ntime.sleep(0.3)\n"
+                "print('some output', flush=True)\nprint(\"Running stage 'probe@a':\", flush=True)\ntime.sleep(0.1)\n")
+    code, stages, started, finished = timed.timed_run([sys.executable, "-c", fake_dvc])
+    assert code == 0 and [s["stage"] for s in stages] == ["prepare@a", "probe@a"]
+    assert 0.25 <= stages[0]["seconds"] < 2.0 and 0.05 <= stages[1]["seconds"] < stages[0]["seconds"]
+    data = timed.record(stages, started, finished)
+    assert data["wall_seconds"] >= stages[0]["seconds"] + stages[1]["seconds"] - 0.1
+    assert set(data) >= {"profile", "commit", "dirty", "cores", "started", "finished", "stages"}
+    target = tmp_path / "reports" / "run-time.json"
+    timed.write_record(data, target)
+    assert json.loads(target.read_text())["stages"][0]["stage"] == "prepare@a"
+    assert not list(target.parent.glob(".*.tmp"))
+
+
+def test_a_failed_run_reports_its_exit_code() -> None:
+    code, stages, _, _ = _script().timed_run([sys.executable, "-c", "import sys; sys.exit(3)"])
+    assert code == 3 and stages == []
