@@ -77,5 +77,6 @@ def test_the_index_leads_with_the_answers_then_the_tasks() -> None:
 
 
 def test_no_papermill_scratch_under_reports() -> None:
-    leftovers = [p for p in _committed("reports/**") if any(part.startswith("tmp") for part in p.parts)]
+    leftovers = [p for p in _committed("reports/**")
+                 if any(part.startswith("tmp") for part in p.relative_to(ROOT).parts)]
     assert not leftovers, f"papermill scratch committed under reports/: {leftovers[:3]}"
