@@ -118,3 +118,13 @@ def test_a_run_that_did_not_learn_is_named_and_a_learning_run_is_not() -> None:
     assert "5477 labels seed 0 (loss 1.17 → 1.13" in stuck[0] and "(0.003)" in stuck[0]
     assert findings.training_failures(curve([1.17, 0.50, 0.20]), results) == []
     assert findings.training_failures(None, results) == []
+
+
+def test_restarts_recorded_by_the_runs_are_stated() -> None:
+    rows = pd.DataFrame({"method": ["lora", "lora", "full"], "seed": [0, 1, 0], "budget": [5477, 256, 256],
+                         "lr": [0.001, 0.001, 1e-4], "lr_searched": [0.003, 0.003, 1e-4], "lr_restarts": [1, 1, 0],
+                         "learned": [True, False, True]})
+    (sentence,) = findings.training_failures(None, rows)
+    assert sentence.startswith("`lora` did not learn at its searched rate in 2 of 2 runs")
+    assert "5477 labels seed 0 (0.003 → 0.001, learned)" in sentence and "still did not learn" in sentence
+    assert findings.training_failures(None, rows.assign(lr_restarts=0, learned=True)) == []

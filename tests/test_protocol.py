@@ -281,3 +281,42 @@ def test_corruptions_match_medmnistc_source() -> None:
             c = params[name][1][severity - 1]
             expected = np.stack([np.asarray(enhancer(Image.fromarray(img)).enhance(c)) for img in x])
             assert np.array_equal(corrupt(x, name, severity, seed=0), expected)
+
+
+def test_learned_reads_the_training_loss_only() -> None:
+    assert tuning.learned([{"train_loss": 1.2}, {"train_loss": 0.5}], 0.8)
+    assert not tuning.learned([{"train_loss": 1.17}, {"train_loss": 1.14}, {"train_loss": 1.13}], 0.8)
+    assert tuning.learned([{"train_loss": 1.2}], 0.8)  # one round: nothing to judge
+
+
+def test_a_run_that_did_not_learn_restarts_once_at_a_lower_rate(project, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from embedtune.params import load_params
+    from embedtune.stages import TaskPaths, embed_stage, prepare_stage, probe_stage, shift_stage
+
+    params = load_params(project["params_path"])
+    ft = dataclasses.replace(params.scale.finetune, lr_restarts=1)
+    params = dataclasses.replace(params, profiles={**params.profiles,
+                                                   params.profile: dataclasses.replace(params.scale, finetune=ft)})
+    root = project["root"]
+    prepare_stage(params, "toytext", root=root)
+    shift_stage(params, "toytext", root=root)
+    embed_stage(params, "toytext", root=root, progress=False)
+    probe_stage(params, "toytext", root=root)
+    ctx = tuning.stage_context(params, "toytext", "full", root=root, progress=False)
+    budget = int(sorted(ctx.subsets["subsets"]["0"], key=int)[0])
+    lr = ft.lr_grid["full"][0]
+    # the search (restarts=0) never restarts, whatever the loss did
+    searched = tuning.run_one(ctx, seed=0, budget=budget, lr=lr, progress=False, score_shift=False, restarts=0)
+    assert searched["row"]["lr_restarts"] == 0 and searched["row"]["lr"] == lr
+    if searched["row"]["learned"]:  # a learned search run is the same run with restarts allowed: reused
+        again = tuning.run_one(ctx, seed=0, budget=budget, lr=lr, progress=False, score_shift=False)
+        assert again["cached"] and again["row"] == searched["row"]
+    calls = []
+    monkeypatch.setattr(tuning, "learned", lambda history, ratio: (calls.append(ratio), len(calls) > 1)[1])
+    out = tuning.run_one(ctx, seed=1, budget=budget, lr=lr, progress=False, score_shift=False)
+    row = out["row"]
+    assert row["lr_restarts"] == 1 and row["lr"] == pytest.approx(lr / ft.lr_step) and row["lr_searched"] == lr
+    assert (TaskPaths(root, "toytext").checkpoints / "full" / f"s1_b{budget}_lr{lr:.3g}" / "restart1").is_dir()
+    assert not list((TaskPaths(root, "toytext").checkpoints / "full").rglob("state.pt"))

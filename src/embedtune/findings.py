@@ -156,6 +156,9 @@ def robustness_findings(shift_compare: pd.DataFrame) -> list[str]:
 def training_failures(curves: pd.DataFrame | None, results: pd.DataFrame, *, ratio: float = 0.8) -> list[str]:
     """Tuned runs that did not learn: training loss at the last evaluation ≥ `ratio` × the first round's. Their
     numbers measure an unstable learning rate, not the method; said per method with the rate it used."""
+    tuned = results[results["method"].astype(str).isin(TUNED)] if "method" in results else results
+    if "lr_restarts" in tuned and "learned" in tuned:  # the run decided (tuning.learned) and recorded it
+        return _restart_findings(tuned)
     if curves is None or curves.empty or not {"train_loss", "seed", "budget", "method"} <= set(curves.columns):
         return []
     out = []
@@ -174,6 +177,24 @@ def training_failures(curves: pd.DataFrame | None, results: pd.DataFrame, *, rat
                        + "; ".join(failed) + f". Its learning rate ({lrs}) was searched at the pilot budget and "
                        "seed, where it trained; these runs measure that rate's instability, not what the method "
                        "reaches when it trains.")
+    return out
+
+
+def _restart_findings(tuned: pd.DataFrame) -> list[str]:
+    """Per method: runs restarted at a lower rate because they did not learn, and runs that never learned."""
+    out = []
+    for method, runs in tuned.groupby(tuned["method"].astype(str), sort=False):
+        restarted = runs[runs["lr_restarts"].fillna(0).astype(int) > 0]
+        failed = runs[~runs["learned"].fillna(True).astype(bool)]
+        if len(restarted):
+            out.append(f"`{method}` did not learn at its searched rate in {len(restarted)} of {len(runs)} runs and "
+                       "restarted at a lower one: " + "; ".join(
+                           f"{int(r['budget'])} labels seed {int(r['seed'])} ({r['lr_searched']:g} → {r['lr']:g}"
+                           f"{', learned' if bool(r['learned']) else ', still did not learn'})"
+                           for _, r in restarted.iterrows()) + ".")
+        elif len(failed):
+            out.append(f"`{method}` did not learn in {len(failed)} of {len(runs)} runs: " + "; ".join(
+                f"{int(r['budget'])} labels seed {int(r['seed'])}" for _, r in failed.iterrows()) + ".")
     return out
 
 

@@ -115,6 +115,8 @@ class FinetuneParams:
     evals_per_run: int = 5
     max_rounds: int | None = None  # hard cap on evaluations (≥ evals_per_run); None = evals_per_run
     patience: int = 2
+    lr_restarts: int = 0  # restarts at LR ÷ lr_step of a run that did not learn (tuning.learned); 0 = never
+    restart_loss_ratio: float = 0.8  # "did not learn": last round's training loss ≥ this × the first round's
     warmup_frac: float = 0.1
     weight_decay: float = 0.01
     grad_accum: int = 1
@@ -306,6 +308,12 @@ def parse_params(raw: dict[str, Any], *, profile: str | None = None) -> Params:
         if ft.max_rounds is not None and ft.max_rounds < ft.evals_per_run:
             raise ParamsError(f"profiles.{name}.finetune.max_rounds: bad value {ft.max_rounds}; allowed values: "
                               f"null or integers >= evals_per_run ({ft.evals_per_run})")
+        if ft.lr_restarts < 0:
+            raise ParamsError(f"profiles.{name}.finetune.lr_restarts: bad value {ft.lr_restarts}; allowed values: "
+                              "integers >= 0")
+        if not 0 < ft.restart_loss_ratio < 1:
+            raise ParamsError(f"profiles.{name}.finetune.restart_loss_ratio: bad value {ft.restart_loss_ratio}; "
+                              "allowed values: numbers between 0 and 1")
         if ft.lr_step <= 1:
             raise ParamsError(f"profiles.{name}.finetune.lr_step: bad value {ft.lr_step}; allowed values: numbers > 1")
         if prof.finetune.length_grouping < 1:

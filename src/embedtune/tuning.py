@@ -10,7 +10,12 @@ Protocol (one selection set, search on validation, schedules that converge):
    ``grid_extensions`` times; a pick still at the edge is recorded (``edge_limited``) and reported. The
    chosen LR is reused at every budget and seed (`search_stage` writes ``results/<task>/hparams/<m>.csv``;
    `finetune_stage` reads it). Searching at every budget would cost grid-size × the runs.
-3. **Runs** follow engine.py's schedule (evaluations on the selection rows, patience, best restored).
+3. **Runs** follow engine.py's schedule (evaluations on the selection rows, patience, best restored). A run
+   that did not learn — training loss at its last evaluation ≥ ``restart_loss_ratio`` × its first round's,
+   a rate too high for this seed and subset (Mosbach et al., 2021, on BERT fine-tuning's failed runs) —
+   restarts from the pretrained weights at the rate ÷ ``lr_step``, at most ``lr_restarts`` times; the rule
+   reads the training loss only. Rows record the rate used, the searched one, the restarts and ``learned``;
+   the time of failed attempts counts in the run's cost. The search itself never restarts.
    The test split and every shift set (shift.py) are scored once, after training, inside the run.
 4. **Run cache.** A finished run is kept under ``checkpoints/<task>/<method>/<run>/`` and reused only when
    its key matches (`run_identity`): the training config, the subset's row indices, the selection rows,
@@ -204,43 +209,69 @@ def _items(ctx: StageContext, split: str, raw: Any) -> Any:
     return ctx.banks[split] if ctx.method == "partial" else raw
 
 
+def learned(history: list[dict[str, float]], ratio: float) -> bool:
+    """A run learned when its training loss at the last evaluation is below `ratio` × the first round's (a run
+    that never gets there sat at its initial loss: an unstable learning rate, module docstring step 3)."""
+    losses = [float(h["train_loss"]) for h in history]
+    return len(losses) < 2 or losses[-1] < ratio * losses[0]
+
+
 def run_one(ctx: StageContext, *, seed: int, budget: int, lr: float, progress: bool = True,
-            score_shift: bool = True) -> dict[str, Any]:
-    """Train one run (or reuse it from the run cache) and score test and shift sets; see the module doc."""
+            score_shift: bool = True, restarts: int | None = None) -> dict[str, Any]:
+    """Train one run (or reuse it from the run cache) and score test and shift sets; see the module doc.
+    `restarts` (default ``finetune.lr_restarts``; the search passes 0) bounds the restarts at a lower rate."""
     from .costs import count_parameters
     from .engine import predict, train
     from .stages import TaskPaths, metric_names, run_key
 
     ft = ctx.params.scale.finetune
+    restarts = ft.lr_restarts if restarts is None else restarts
     key = run_key(seed, budget)
     index = np.asarray(ctx.subsets["subsets"][str(seed)][str(budget)])
     config = train_config(ctx.params, ctx.task, ctx.method, seed=seed, lr=lr)
     head = None if ctx.heads is None else (ctx.heads[f"w_{key}"], ctx.heads[f"b_{key}"])
-    identity = run_identity(config_digest=config.digest(), subset=index, selection=ctx.val_index,
+
+    def identity_with(n_restarts: int) -> str:
+        return run_identity(config_digest=config.digest(), subset=index, selection=ctx.val_index,
                             data_checksum=ctx.data.source["checksum"], weights_hash=_weights_hash(ctx),
                             head=head, shift_digest=ctx.shift_digest, source=ctx.source,
                             extra={"embed": [ctx.params.scale.embed.max_length, ctx.params.scale.embed.image_size,
                                              ctx.params.scale.embed.pooling],
-                                   "partial_blocks": ctx.params.scale.finetune.partial_blocks})
+                                   "partial_blocks": ctx.params.scale.finetune.partial_blocks,
+                                   "restarts": [n_restarts, ft.restart_loss_ratio if n_restarts else None]})
+
+    identity = identity_with(restarts)
     run_dir = TaskPaths(ctx.root, ctx.task).checkpoints / ctx.method / f"{key}_lr{lr:.3g}"
     done = run_dir / "result.json"
-    if done.is_file() and (cached := read_json(done)).get("run_id") == identity:
-        with np.load(run_dir / "outputs.npz") as npz:
-            arrays = {k: npz[k] for k in npz.files}
-        return {**cached, "arrays": arrays, "cached": True}
-    seed_everything(seed)
+    if done.is_file():
+        cached = read_json(done)
+        # a run allowed to restart whose first attempt learned is exactly the run without restarts (the search's)
+        if cached.get("run_id") == identity or (cached.get("run_id") == identity_with(0)
+                                                and cached["row"].get("learned", True)):
+            with np.load(run_dir / "outputs.npz") as npz:
+                arrays = {k: npz[k] for k in npz.files}
+            return {**cached, "arrays": arrays, "cached": True}
     names = metric_names(ctx.multi)
     train_part = ctx.data.splits["train"].take(index)
     train_items = ctx.banks["train"][index] if ctx.method == "partial" else train_part.x
-    model = _model_for(ctx, key)
+    device = ctx.accelerator.device
+    attempt, used_lr = 0, lr
+    with measure(device) as cost:  # failed attempts count: they are part of what the run cost
+        while True:
+            seed_everything(seed)
+            model = _model_for(ctx, key)
+            result = train(model, train_items=train_items, train_y=train_part.y,
+                           val_items=_items(ctx, "val", ctx.val.x), val_y=ctx.val.y,
+                           config=train_config(ctx.params, ctx.task, ctx.method, seed=seed, lr=used_lr),
+                           checkpoint_dir=run_dir if attempt == 0 else run_dir / f"restart{attempt}",
+                           accelerator=ctx.accelerator, progress=progress)
+            if attempt >= restarts or learned(result.history, ft.restart_loss_ratio):
+                break
+            attempt += 1
+            used_lr = lr / ft.lr_step ** attempt
     trainable, total = count_parameters(model)
     if ctx.method == "partial":
         total = sum(p.numel() for p in ctx.base_encoder.parameters()) + sum(p.numel() for p in model.head.parameters())
-    device = ctx.accelerator.device
-    with measure(device) as cost:
-        result = train(model, train_items=train_items, train_y=train_part.y, val_items=_items(ctx, "val", ctx.val.x),
-                       val_y=ctx.val.y, config=config, checkpoint_dir=run_dir, accelerator=ctx.accelerator,
-                       progress=progress)
     batch = max(ft.batch_size, 64)
     start = time.perf_counter()
     probs = predict(model, model.encoder, _items(ctx, "test", ctx.test.x), batch_size=batch, device=device,
@@ -251,7 +282,8 @@ def run_one(ctx: StageContext, *, seed: int, budget: int, lr: float, progress: b
     thresholds = result.thresholds
     metrics = compute_metrics(probs, ctx.test.y, thresholds=thresholds)
     samples_trained = result.steps * ft.batch_size * ft.grad_accum
-    row = {"task": ctx.task, "method": ctx.method, "seed": seed, "budget": budget, "lr": lr,
+    row = {"task": ctx.task, "method": ctx.method, "seed": seed, "budget": budget, "lr": used_lr, "lr_searched": lr,
+           "lr_restarts": attempt, "learned": learned(result.history, ft.restart_loss_ratio),
            **{k: v for k, v in metrics.items() if k in names},
            "val_score": result.best_val_score, "n_val": len(ctx.val.y), "steps": result.steps,
            "planned_steps": result.extra["planned_steps"], "best_step": result.best_step,
@@ -263,7 +295,7 @@ def run_one(ctx: StageContext, *, seed: int, budget: int, lr: float, progress: b
            "cost": price(cost.seconds, ft.price_per_device_hour), "resumed_from_round": result.resumed_from_epoch}
     if ctx.method == "partial":
         row["lower_blocks_seconds_per_row"] = ctx.banks["seconds_per_row"]
-    curve = [{"task": ctx.task, "method": ctx.method, "seed": seed, "budget": budget, "lr": lr, **h}
+    curve = [{"task": ctx.task, "method": ctx.method, "seed": seed, "budget": budget, "lr": used_lr, **h}
              for h in result.history]
     arrays: dict[str, np.ndarray] = {"probs": probs}
     if thresholds is not None:
@@ -280,7 +312,8 @@ def run_one(ctx: StageContext, *, seed: int, budget: int, lr: float, progress: b
     out = {"run_id": identity, "row": row, "curve": curve, "shift": shift_rows}
     write_npz(run_dir / "outputs.npz", **arrays)
     write_json(done, out)
-    (run_dir / "state.pt").unlink(missing_ok=True)  # finished: the weights are not needed again
+    for state in [run_dir / "state.pt", *run_dir.glob("restart*/state.pt")]:
+        state.unlink(missing_ok=True)  # finished: the weights are not needed again
     return {**out, "arrays": arrays, "cached": False}
 
 
@@ -323,7 +356,7 @@ def search_stage(params: Params, task: str, method: str, *, root: Path = Path(".
     runs: dict[float, dict[str, Any]] = {}
 
     def evaluate(lr: float) -> float:
-        runs[lr] = run_one(ctx, seed=ft.search_seed, budget=budget, lr=lr, progress=progress)
+        runs[lr] = run_one(ctx, seed=ft.search_seed, budget=budget, lr=lr, progress=progress, restarts=0)
         return runs[lr]["row"]["val_score"]
 
     found = grid_search(evaluate, method_lr_grid(params, task, method), step=ft.lr_step,
