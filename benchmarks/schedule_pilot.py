@@ -124,7 +124,7 @@ def to_markdown(frame: pd.DataFrame, variants: list[tuple[str, dict[str, int]]])
     lines.append("| variant | runs | still improving | training (min) | mean selection score |")
     lines.append("| --- | --- | --- | --- | --- |")
     for name, r in agg.iterrows():
-        lines.append(f"| {name} | {r['runs']} | {int(r['still_improving'])} | {r['train_minutes']:.1f} | "
+        lines.append(f"| {name} | {int(r['runs'])} | {int(r['still_improving'])} | {r['train_minutes']:.1f} | "
                      f"{r['mean_val']:.4f} |")
     return "\n".join(lines) + "\n"
 
@@ -136,12 +136,20 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "schedule-pilot.md")
     parser.add_argument("--case", action="append", default=None,
                         help="task,method,budget|all,seed (default: the kinds left still improving)")
+    parser.add_argument("--from-csv", type=Path, default=None,
+                        help="re-render the table from a pilot's CSV (written beside --out) instead of training")
     args = parser.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     variants = [parse_variant(v) for v in args.variant]
     cases = DEFAULT_CASES if not args.case else [
         (t, m, b if b == "all" else int(b), int(s)) for t, m, b, s in (c.split(",") for c in args.case)]
-    frame = pilot(cases, variants, scratch=args.scratch)
+    if args.from_csv is not None:
+        frame = pd.read_csv(args.from_csv)
+    else:
+        frame = pilot(cases, variants, scratch=args.scratch)
+        staged_csv = args.out.with_name(f".{args.out.stem}.csv.tmp")
+        frame.to_csv(staged_csv, index=False)
+        staged_csv.replace(args.out.with_suffix(".csv"))
     text = to_markdown(frame, variants)
     staged = args.out.with_name(f".{args.out.name}.tmp")
     staged.write_text(text)
