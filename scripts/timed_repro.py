@@ -7,6 +7,11 @@ that ran at least one stage this script writes the new record and re-renders the
 (`dvc repro --force --single-item summary`) so the README states it; that last, short render is not in the
 record. A run that ran no stage (everything up to date) keeps the previous record.
 
+Interrupted runs: the record is rewritten after every finished stage with ``"complete": false``; the next
+run of the same profile and commit resumes it (DVC keeps the finished stages, the run cache the finished
+runs) and adds its own stages and wall time, so the record of a resumed run covers all its parts
+(``"parts"``: how many invocations it took).
+
     python scripts/timed_repro.py            # = dvc repro, timed
     python scripts/timed_repro.py -- -s probe@sentiment   # extra arguments go to dvc repro
 """
@@ -22,6 +27,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,9 +47,10 @@ def _profile() -> str:
     return "unknown"
 
 
-def timed_run(command: list[str]) -> tuple[int, list[dict[str, object]], float, float]:
+def timed_run(command: list[str], on_stage_done: Callable[[list[dict[str, object]], float], None] | None = None
+              ) -> tuple[int, list[dict[str, object]], float, float]:
     """Run `command`, echo its output, and time every stage it announces. Returns (exit code, stages,
-    started, finished) with times as Unix seconds."""
+    started, finished) with times as Unix seconds; `on_stage_done(stages, started)` sees each finished stage."""
     started = time.time()
     stages: list[dict[str, object]] = []
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -57,6 +64,8 @@ def timed_run(command: list[str]) -> tuple[int, list[dict[str, object]], float, 
             now = time.time()
             if stages:
                 stages[-1]["seconds"] = round(now - float(stages[-1]["started"]), 1)
+                if on_stage_done is not None:
+                    on_stage_done(stages, started)
             stages.append({"stage": match.group(1), "started": now})
     code = proc.wait()
     finished = time.time()
@@ -69,12 +78,27 @@ def _utc(seconds: float) -> str:
     return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def record(stages: list[dict[str, object]], started: float, finished: float) -> dict[str, object]:
+def record(stages: list[dict[str, object]], started: float, finished: float, *,
+           resumed: dict[str, object] | None = None, complete: bool = True) -> dict[str, object]:
+    """The record of this invocation, added to `resumed` (an unfinished record of the same run) if given."""
+    own = [{"stage": s["stage"], "seconds": s["seconds"]} for s in stages if "seconds" in s]
+    earlier = resumed or {}
     return {"profile": _profile(), "commit": _git("rev-parse", "--short", "HEAD"),
             "dirty": bool(_git("status", "--porcelain", "--", "src", "notebooks", "dvc.yaml", "params.yaml")),
-            "cores": os.cpu_count(), "machine": platform.machine(), "started": _utc(started), "finished": _utc(finished),
-            "wall_seconds": round(finished - started, 1),
-            "stages": [{"stage": s["stage"], "seconds": s["seconds"]} for s in stages]}
+            "cores": os.cpu_count(), "machine": platform.machine(),
+            "started": earlier.get("started", _utc(started)), "finished": _utc(finished),
+            "wall_seconds": round(float(earlier.get("wall_seconds", 0.0)) + finished - started, 1),
+            "parts": int(earlier.get("parts", 0)) + 1, "complete": complete,
+            "stages": [*earlier.get("stages", []), *own]}
+
+
+def unfinished(path: Path = RECORD) -> dict[str, object] | None:
+    """The record of an interrupted run of this profile and commit, which this invocation resumes."""
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    same = data.get("profile") == _profile() and data.get("commit") == _git("rev-parse", "--short", "HEAD")
+    return data if same and data.get("complete") is False else None
 
 
 def write_record(data: dict[str, object], path: Path = RECORD) -> None:
@@ -88,15 +112,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dvc_args", nargs="*", help="extra arguments for dvc repro (after --)")
     args = parser.parse_args(argv)
-    code, stages, started, finished = timed_run(["dvc", "repro", *args.dvc_args])
+    resumed = unfinished()
+
+    def checkpoint(stages: list[dict[str, object]], started: float) -> None:
+        write_record(record(stages, started, time.time(), resumed=resumed, complete=False))
+
+    code, stages, started, finished = timed_run(["dvc", "repro", *args.dvc_args], on_stage_done=checkpoint)
     if code != 0:
-        print(f"dvc repro failed (exit {code}); {RECORD.relative_to(ROOT)} keeps the previous record",
-              file=sys.stderr)
+        print(f"dvc repro failed (exit {code}); {RECORD.relative_to(ROOT)} holds the finished stages as an "
+              "unfinished record, which the next run resumes", file=sys.stderr)
         return code
     if not stages:
         print(f"no stage ran; {RECORD.relative_to(ROOT)} keeps the previous record")
         return 0
-    data = record(stages, started, finished)
+    data = record(stages, started, finished, resumed=resumed)
     write_record(data)
     print(f"wrote {RECORD.relative_to(ROOT)}: {data['wall_seconds'] / 60:.1f} min, {len(stages)} stages")
     return subprocess.run(["dvc", "repro", "--force", "--single-item", "summary"], cwd=ROOT).returncode

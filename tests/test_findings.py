@@ -104,6 +104,9 @@ def test_the_run_time_sentence_reads_the_record_and_says_when_there_is_none() ->
     assert slowest.startswith("Slowest stages: `finetune@a-full` 10.0 min, `probe@a` 1.0 min")
     assert "uncommitted" in findings.run_time_sentences({**record, "dirty": True})[0]
     assert findings.run_time_sentences(None)[0].startswith("No timed run is recorded yet")
+    resumed = findings.run_time_sentences({**record, "parts": 2})[0]
+    assert "took 90 min of wall time on 2 cores in 2 parts (interrupted, then resumed" in resumed
+    assert "is unfinished after 90 min" in findings.run_time_sentences({**record, "complete": False})[0]
     assert "### Run time (generated)" in findings.readme_block({}, run_time=record)
 
 

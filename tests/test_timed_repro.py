@@ -37,3 +37,17 @@ def test_each_announced_stage_gets_the_time_until_the_next_one(tmp_path: Path) -
 def test_a_failed_run_reports_its_exit_code() -> None:
     code, stages, _, _ = _script().timed_run([sys.executable, "-c", "import sys; sys.exit(3)"])
     assert code == 3 and stages == []
+
+
+def test_an_interrupted_run_is_resumed_and_its_parts_add_up(tmp_path: Path) -> None:
+    timed = _script()
+    first = timed.record([{"stage": "prepare@a", "seconds": 10.0}], 0.0, 12.0, complete=False)
+    assert first["complete"] is False and first["parts"] == 1
+    resumed = timed.record([{"stage": "probe@a", "seconds": 5.0}], 100.0, 106.0, resumed=first)
+    assert resumed["complete"] is True and resumed["parts"] == 2 and resumed["wall_seconds"] == 18.0
+    assert [s["stage"] for s in resumed["stages"]] == ["prepare@a", "probe@a"]
+    target = tmp_path / "run-time.json"
+    timed.write_record(first, target)
+    assert timed.unfinished(target) == json.loads(target.read_text())  # same profile and commit: resumed
+    timed.write_record(resumed, target)
+    assert timed.unfinished(target) is None  # a complete record is never resumed

@@ -455,9 +455,12 @@ def run_time_sentences(record: dict[str, Any] | None, *, slowest: int = 3) -> li
         return ["No timed run is recorded yet (`make repro` writes `reports/run-time.json`)."]
     stages = sorted(record.get("stages", []), key=lambda s: -float(s["seconds"]))
     dirty = " with uncommitted changes" if record.get("dirty") else ""
+    parts = int(record.get("parts", 1))
+    resumed = f" in {parts} parts (interrupted, then resumed; wall time summed over the parts)" if parts > 1 else ""
+    state = "is unfinished after" if record.get("complete") is False else "took"
     out = [f"The last timed `make repro` (profile `{record['profile']}`, commit `{record['commit']}`{dirty}, "
-           f"{record['started']}) took {float(record['wall_seconds']) / 60:.0f} min of wall time on "
-           f"{record['cores']} cores and ran {len(stages)} stages; the others were up to date."]
+           f"{record['started']}) {state} {float(record['wall_seconds']) / 60:.0f} min of wall time on "
+           f"{record['cores']} cores{resumed} and ran {len(stages)} stages; the others were up to date."]
     if stages:
         out.append("Slowest stages: " + ", ".join(f"`{s['stage']}` {float(s['seconds']) / 60:.1f} min"
                                                   for s in stages[:slowest]) + ".")
