@@ -30,6 +30,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import yaml
+
+from embedtune.reports import SOURCE_PATHS
+
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = ROOT / "reports" / "run-time.json"
 STAGE_LINE = re.compile(r"Running stage '([^']+)'")
@@ -41,10 +45,7 @@ def _git(*args: str) -> str:
 
 
 def _profile() -> str:
-    for line in (ROOT / "params.yaml").read_text().splitlines():
-        if line.startswith("profile:"):
-            return line.split(":", 1)[1].split("#", 1)[0].strip()
-    return "unknown"
+    return str(yaml.safe_load((ROOT / "params.yaml").read_text()).get("profile", "unknown"))
 
 
 def timed_run(command: list[str], on_stage_done: Callable[[list[dict[str, object]], float], None] | None = None
@@ -84,7 +85,7 @@ def record(stages: list[dict[str, object]], started: float, finished: float, *,
     own = [{"stage": s["stage"], "seconds": s["seconds"]} for s in stages if "seconds" in s]
     earlier = resumed or {}
     return {"profile": _profile(), "commit": _git("rev-parse", "--short", "HEAD"),
-            "dirty": bool(_git("status", "--porcelain", "--", "src", "notebooks", "dvc.yaml", "params.yaml")),
+            "dirty": bool(_git("status", "--porcelain", "--", *SOURCE_PATHS)),  # the same paths as the provenance
             "cores": os.cpu_count(), "machine": platform.machine(),
             "started": earlier.get("started", _utc(started)), "finished": _utc(finished),
             "wall_seconds": round(float(earlier.get("wall_seconds", 0.0)) + finished - started, 1),

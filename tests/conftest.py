@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +118,11 @@ def project(tmp_path: Path, tiny_text_model_dir: Path, tiny_image_model_dir: Pat
     params_path = tmp_path / "params.yaml"
     params_path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return {"root": tmp_path, "params_path": params_path, "data_root": data, "raw": raw}
+
+
+EMBEDDED_IMAGE = re.compile(r"data:image/[a-z+]+;base64,[A-Za-z0-9+/=]+")
+
+
+def visible_html(page: Path) -> str:
+    """A rendered page without its embedded images (base64 can spell anything: a path, "NaN")."""
+    return EMBEDDED_IMAGE.sub("", page.read_text(encoding="utf-8"))

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import visible_html
+
 ROOT = Path(__file__).resolve().parents[1]
-EMBEDDED_IMAGE = re.compile(r"data:image/[a-z+]+;base64,[A-Za-z0-9+/=]+")
 # a POSIX home/system/temp folder or a Windows drive path; a URL's path ("https://x/tmp/") is not a hit
 ABSOLUTE_PATH = re.compile(r"(?<![\w.:/-])/(?:home|root|tmp|work|Users|mnt|opt|var|srv|private)/[\w.-]+"
                            r"|\b[A-Z]:\\\\?[\w.-]+")
@@ -23,11 +24,6 @@ def _committed(*patterns: str) -> list[Path]:
     if done.returncode != 0:
         pytest.skip("not a git checkout")
     return [ROOT / line for line in done.stdout.splitlines() if line]
-
-
-def _visible(page: Path) -> str:
-    """The page without its embedded images (base64 can spell anything)."""
-    return EMBEDDED_IMAGE.sub("", page.read_text(encoding="utf-8"))
 
 
 PAGES = _committed("reports/*.html", "reports/**/*.html")
@@ -43,7 +39,7 @@ def test_the_reports_are_committed() -> None:
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_a_committed_page_shows_no_code_and_no_machine_path(page: Path) -> None:
-    text = _visible(page)
+    text = visible_html(page)
     assert 'class="highlight hl-ipython3"' not in text, f"{page.name}: a code cell is rendered"
     hits = ABSOLUTE_PATH.findall(text)
     assert not hits, f"{page.relative_to(ROOT)}: absolute paths of the machine that ran it: {hits[:3]}"
@@ -57,20 +53,20 @@ def test_a_committed_result_names_no_machine_path(path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["summary.html", "index.html"])
 def test_the_summary_and_the_index_have_no_nan(name: str) -> None:
-    text = re.sub(r"<[^>]+>", " ", _visible(ROOT / "reports" / name))
+    text = re.sub(r"<[^>]+>", " ", visible_html(ROOT / "reports" / name))
     hits = [text[max(m.start() - 60, 0):m.end() + 20] for m in NAN.finditer(text)]
     assert not hits, f"reports/{name} shows NaN: {hits[:3]}"
 
 
 def test_the_compare_pages_have_no_nan() -> None:
     for page in [p for p in PAGES if p.name == "03-compare.html"]:
-        text = re.sub(r"<[^>]+>", " ", _visible(page))
+        text = re.sub(r"<[^>]+>", " ", visible_html(page))
         hits = [text[max(m.start() - 60, 0):m.end() + 20] for m in NAN.finditer(text)]
         assert not hits, f"{page.relative_to(ROOT)} shows NaN: {hits[:3]}"
 
 
 def test_the_index_leads_with_the_answers_then_the_tasks() -> None:
-    text = _visible(ROOT / "reports" / "index.html")
+    text = visible_html(ROOT / "reports" / "index.html")
     order = [text.find(h) for h in ("The answer per domain", "Headline", "Decision guide", "Every report")]
     assert -1 not in order, f"reports/index.html misses a section: {order}"
     assert order == sorted(order), "reports/index.html: answers, headline, per-task guides, links — in that order"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,8 @@ import yaml
 
 from embedtune.cli import main as cli_main
 from embedtune.cli import run_notebook
+
+from .conftest import visible_html
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,13 +58,10 @@ def test_finetune_compare_summary_notebooks(project) -> None:
     raw = project["raw"]
     html = run_notebook("04-summary", params_path=project["params_path"], root=root)
     assert "decision guide" in html.read_text().lower()
-    def visible(page: Path) -> str:  # the page without its embedded images (base64 can spell anything)
-        return re.sub(r"data:image/[a-z+]+;base64,[A-Za-z0-9+/=]+", "", page.read_text())
-
-    assert "NaN" not in visible(html)
+    assert "NaN" not in visible_html(html)
     # what a reader opens: no code cells, no path of this machine (the project root, the venv, /tmp)
     for page in (root / "reports").rglob("*.html"):
-        text = visible(page)
+        text = visible_html(page)
         assert 'class="highlight hl-ipython3"' not in text, f"{page.name}: code cell rendered"
         for path in (str(root), "site-packages", "/tmp/"):
             assert path not in text, f"{page.name}: machine path {path!r}"
