@@ -8,9 +8,11 @@ that ran at least one stage this script writes the new record and re-renders the
 record. A run that ran no stage (everything up to date) keeps the previous record.
 
 Interrupted runs: the record is rewritten after every finished stage with ``"complete": false``; the next
-run of the same profile and commit resumes it (DVC keeps the finished stages, the run cache the finished
-runs) and adds its own stages and wall time, so the record of a resumed run covers all its parts
-(``"parts"``: how many invocations it took).
+run of the same profile resumes it when no pipeline source changed since the record's commit (the
+provenance's SOURCE_PATHS: `git diff` between that commit and HEAD is empty there, so DVC keeps the finished
+stages and the run cache the finished runs); it adds its own stages and wall time, so the record of a
+resumed run covers all its parts (``"parts"``: how many invocations it took; ``"commits"``: the commits
+they ran at, which differ only outside the pipeline's sources).
 
     python scripts/timed_repro.py            # = dvc repro, timed
     python scripts/timed_repro.py -- -s probe@sentiment   # extra arguments go to dvc repro
@@ -90,15 +92,33 @@ def record(stages: list[dict[str, object]], started: float, finished: float, *,
             "started": earlier.get("started", _utc(started)), "finished": _utc(finished),
             "wall_seconds": round(float(earlier.get("wall_seconds", 0.0)) + finished - started, 1),
             "parts": int(earlier.get("parts", 0)) + 1, "complete": complete,
+            "commits": _commits(earlier),
             "stages": [*earlier.get("stages", []), *own]}
 
 
+def _commits(earlier: dict[str, object]) -> list[str]:
+    """The commits of all parts, this one last; an old record without the list names its own commit."""
+    before = earlier.get("commits") or ([earlier["commit"]] if earlier.get("commit") else [])
+    head = _git("rev-parse", "--short", "HEAD")
+    return [*before, head] if not before or before[-1] != head else list(before)
+
+
+def same_pipeline(commit: str) -> bool:
+    """True when no pipeline source (SOURCE_PATHS) differs between `commit` and HEAD."""
+    head = _git("rev-parse", "--short", "HEAD")
+    if not commit or commit == head:
+        return bool(commit)
+    done = subprocess.run(["git", "diff", "--quiet", commit, "HEAD", "--", *SOURCE_PATHS], cwd=ROOT)
+    return done.returncode == 0  # 1: differs; 128: unknown commit -- neither resumes
+
+
 def unfinished(path: Path = RECORD) -> dict[str, object] | None:
-    """The record of an interrupted run of this profile and commit, which this invocation resumes."""
+    """The record of an interrupted run of this profile whose pipeline sources are unchanged since its
+    commit, which this invocation resumes."""
     if not path.is_file():
         return None
     data = json.loads(path.read_text())
-    same = data.get("profile") == _profile() and data.get("commit") == _git("rev-parse", "--short", "HEAD")
+    same = data.get("profile") == _profile() and same_pipeline(str(data.get("commit", "")))
     return data if same and data.get("complete") is False else None
 
 

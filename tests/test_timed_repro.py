@@ -51,3 +51,16 @@ def test_an_interrupted_run_is_resumed_and_its_parts_add_up(tmp_path: Path) -> N
     assert timed.unfinished(target) == json.loads(target.read_text())  # same profile and commit: resumed
     timed.write_record(resumed, target)
     assert timed.unfinished(target) is None  # a complete record is never resumed
+
+
+def test_a_record_is_resumed_only_while_the_pipeline_sources_are_unchanged(tmp_path: Path) -> None:
+    timed = _script()
+    first = timed.record([{"stage": "prepare@a", "seconds": 10.0}], 0.0, 12.0, complete=False)
+    assert first["commits"] == [first["commit"]]
+    target = tmp_path / "run-time.json"
+    root = timed._git("rev-list", "--max-parents=0", "HEAD").splitlines()[-1][:7]  # the first commit: no src yet
+    for commit in (root, "0000000"):  # sources differ; a commit git does not know
+        timed.write_record({**first, "commit": commit, "commits": [commit]}, target)
+        assert timed.unfinished(target) is None
+    assert timed.record([], 0.0, 1.0, resumed={**first, "commits": ["abc1234"]})["commits"] == [
+        "abc1234", first["commit"]]
