@@ -89,7 +89,9 @@ def test_schedule_findings_read_the_rows_and_catch_unequal_selection_rows() -> N
     assert "Every method (2) selected on the same 100 validation rows." in sentences
     assert "Tuned runs took 60–120 optimizer steps (median 90)." in sentences
     # samples trained = 2.0 samples/s × 30 s = 60 examples over 256 labels
-    assert "At 256 labels the tuned runs saw 0.23–0.23 epochs of their training rows." in sentences
+    assert "At 256 labels the tuned runs saw 0.23 epochs of their training rows." in sentences  # one value, not a range
+    spread = findings.schedule_findings(rows.assign(train_seconds=[30.0, 30.0, 30.0, 30.0, 30.0, 60.0]))
+    assert "At 256 labels the tuned runs saw 0.23–0.47 epochs of their training rows." in spread
     unequal = rows.assign(n_val=[100, 100, 100, 100, 100, 50])
     assert any(s.startswith("Methods selected on different numbers of validation rows") and "[50, 100]" in s
                for s in findings.schedule_findings(unequal))
@@ -108,6 +110,21 @@ def test_the_run_time_sentence_reads_the_record_and_says_when_there_is_none() ->
     assert "took 90 min of wall time on 2 cores in 2 parts (interrupted, then resumed" in resumed
     assert "is unfinished after 90 min" in findings.run_time_sentences({**record, "complete": False})[0]
     assert "### Run time (generated)" in findings.readme_block({}, run_time=record)
+    two = findings.run_time_sentences({**record, "parts": 2, "commits": ["abc1234", "def5678"]})[0]
+    assert "commits `abc1234`, `def5678` (no pipeline source changed between them)" in two
+
+
+def test_the_still_improving_share_is_counted_over_every_task_against_the_aim() -> None:
+    def task(flags: list[bool], restarts: list[int]) -> dict[str, object]:
+        return {"results": pd.DataFrame({"method": ["probe"] + ["full"] * len(flags),
+                                         "still_improving": [False, *flags], "lr_restarts": [0, *restarts],
+                                         "learned": True})}
+    met = findings.across_tasks_findings({"a": task([False] * 9 + [True], [0] * 10),
+                                          "b": task([False] * 10, [1] + [0] * 9)})
+    assert met[0].startswith("1 of the 20 tuned runs over all tasks (5.0%)") and met[0].endswith(": met.")
+    assert met[1].startswith("1 of the 20 tuned runs did not learn at their searched rate")  # the probe is not counted
+    short = findings.across_tasks_findings({"a": task([True, True] + [False] * 8, [0] * 10)})
+    assert "(20.0%)" in short[0] and "not met: the schedule's round cap ended 2 runs" in short[0]
 
 
 def test_a_run_that_did_not_learn_is_named_and_a_learning_run_is_not() -> None:
