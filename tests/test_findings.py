@@ -124,7 +124,7 @@ def test_the_still_improving_share_is_counted_over_every_task_against_the_aim() 
     assert met[0].startswith("1 of the 20 tuned runs over all tasks (5.0%)") and met[0].endswith(": met.")
     assert met[1].startswith("1 of the 20 tuned runs did not learn at their searched rate")  # the probe is not counted
     short = findings.across_tasks_findings({"a": task([True, True] + [False] * 8, [0] * 10)})
-    assert "(20.0%)" in short[0] and "not met: the schedule's round cap ended 2 runs" in short[0]
+    assert "(20.0%)" in short[0] and "not met (the round cap ended 2 runs while they still gained)" in short[0]
 
 
 def test_a_run_that_did_not_learn_is_named_and_a_learning_run_is_not() -> None:

@@ -487,7 +487,7 @@ def across_tasks_findings(per_task: dict[str, dict[str, Any]]) -> list[str]:
     flags = tuned["still_improving"].astype(bool)
     share = float(flags.mean())
     verdict = ("met" if share <= STILL_IMPROVING_AIM else
-               f"not met: the schedule's round cap ended {int(flags.sum())} runs while they still gained")
+               f"not met (the round cap ended {int(flags.sum())} runs while they still gained)")
     out = [f"{int(flags.sum())} of the {len(tuned)} tuned runs over all tasks ({100 * share:.1f}%) were still "
            f"improving at their last evaluation; aim at most {100 * STILL_IMPROVING_AIM:.0f}%: {verdict}."]
     if "lr_restarts" in tuned:
