@@ -105,11 +105,10 @@ def _commits(earlier: dict[str, object]) -> list[str]:
 
 def same_pipeline(commit: str) -> bool:
     """True when no pipeline source (SOURCE_PATHS) differs between `commit` and HEAD."""
-    head = _git("rev-parse", "--short", "HEAD")
-    if not commit or commit == head:
-        return bool(commit)
+    if not commit:
+        return False
     done = subprocess.run(["git", "diff", "--quiet", commit, "HEAD", "--", *SOURCE_PATHS], cwd=ROOT)
-    return done.returncode == 0  # 1: differs; 128: unknown commit -- neither resumes
+    return done.returncode == 0  # 0: same sources (HEAD itself included); 1: differs; 128: unknown commit
 
 
 def unfinished(path: Path = RECORD) -> dict[str, object] | None:
