@@ -123,12 +123,17 @@ def headline(pairs: pd.DataFrame, summary: pd.DataFrame, *, task: str, metric: s
     moved = int((pairs["best_step_cpu"] != pairs["best_step_gpu"]).sum())
     fastest = summary.loc[summary["speedup"].idxmax()]
     slowest = summary.loc[summary["speedup"].idxmin()]
+    if f"{fastest['speedup']:.1f}" == f"{slowest['speedup']:.1f}":
+        per_method = "the same for every method"
+    else:
+        per_method = (f"per method from {slowest['speedup']:.1f}× for `{slowest['method']}` to "
+                      f"{fastest['speedup']:.1f}× for `{fastest['method']}`")
+    spread = (f"{diffs.min():+.2f} for every run" if f"{diffs.min():+.2f}" == f"{diffs.max():+.2f}"
+              else f"mean {diffs.mean():+.2f}, from {diffs.min():+.2f} to {diffs.max():+.2f}")
     return (f"On one {device}, the {task} task's {len(pairs)} fine-tuning runs ({', '.join(summary['method'])}; "
             f"the CPU run's learning rates, subsets and selection rows) trained in {_minutes(gpu_min)} against "
-            f"{_minutes(cpu_min)} on {_one(pairs['device_cpu'])}: {ratio:.1f}× faster in all "
-            f"(per method from {slowest['speedup']:.1f}× for `{slowest['method']}` to {fastest['speedup']:.1f}× "
-            f"for `{fastest['method']}`). Test {metric} moved by {diffs.abs().mean():.2f} points on average "
-            f"(GPU − CPU: mean {diffs.mean():+.2f}, from {diffs.min():+.2f} to {diffs.max():+.2f}); "
+            f"{_minutes(cpu_min)} on {_one(pairs['device_cpu'])}: {ratio:.1f}× faster in all ({per_method}). "
+            f"Test {metric} moved by {diffs.abs().mean():.2f} points on average (GPU − CPU: {spread}); "
             f"{moved} of {len(pairs)} runs stopped at another step, and "
             f"{int(pairs['still_improving_gpu'].sum())} GPU runs against {int(pairs['still_improving_cpu'].sum())} "
             f"CPU runs ended still improving.")
@@ -153,7 +158,8 @@ def _one(values: pd.Series) -> str:
 def report_markdown(pairs: pd.DataFrame, summary: pd.DataFrame, *, task: str, metric: str,
                     checks: list[dict[str, Any]], figure: str) -> str:
     """reports/gpu-<task>.md: the headline, the per-method table, the run table and the figure."""
-    lines = [f"# {task}: the same fine-tuning runs on a GPU and on 2 CPU cores (generated)", "",
+    lines = [f"# {task}: the same fine-tuning runs on {_one(pairs['device_gpu'])} and on "
+             f"{_one(pairs['device_cpu'])} (generated)", "",
              headline(pairs, summary, task=task, metric=metric), ""]
     check = check_sentence(checks)
     if check:
