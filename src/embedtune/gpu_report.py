@@ -215,6 +215,7 @@ def plot(pairs: pd.DataFrame, summary: pd.DataFrame, *, task: str, metric: str, 
         ax_time.annotate(f"{r.speedup:.1f}×", (xi + 0.2, r.gpu_minutes), ha="center", va="bottom", fontsize=9)
     ax_time.set_xticks(x, summary["method"])
     ax_time.set_ylabel("training minutes, all runs of the method")
+    ax_time.set_ylim(0, 1.3 * float(summary["cpu_minutes"].max()))  # room for the legend above the bars
     ax_time.set_title("training time")
     ax_time.legend(fontsize=8)
     lo = float(min(pairs[f"{metric}_cpu"].min(), pairs[f"{metric}_gpu"].min()))
