@@ -66,7 +66,7 @@ def test_build_writes_report_figure_pairs_and_readme_block_from_the_rows(tmp_pat
     png = tmp_path / "reports" / "figures" / "medical-gpu-vs-cpu.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     report = (tmp_path / "reports" / "gpu-medical.md").read_text()
-    assert "NVIDIA H200" in report and "6.0× faster in all (the same for every method)" in report
+    assert "NVIDIA H200" in report and "6.0× faster in all (the same for every method; median run 6.0×)" in report
     assert "-0.40 for every run" in report
     assert "4,321 samples/s" in report
     text = readme.read_text()
@@ -84,3 +84,14 @@ def test_missing_markers_or_gpu_results_stop_with_a_message_and_leave_the_readme
     assert readme.read_text() == "no markers here\n"
     with pytest.raises(GpuReportError, match="no results of a tuned method"):
         build(task="legal", root=tmp_path, metric="macro_f1", readme=None)
+
+
+def test_the_command_reads_the_task_metric_from_params_and_can_leave_the_readme(tmp_path: Path) -> None:
+    from embedtune.gpu_report import main
+
+    _tree(tmp_path)
+    params = Path(__file__).resolve().parents[1] / "params.yaml"  # medical's main metric: auroc
+    assert main(["--task", "medical", "--params", str(params), "--root", str(tmp_path), "--no-readme"]) == 0
+    assert "auroc CPU" in (tmp_path / "reports" / "gpu-medical.md").read_text()
+    assert main(["--task", "medical", "--params", str(params), "--root", str(tmp_path),
+                 "--readme", str(tmp_path / "missing.md")]) == 2

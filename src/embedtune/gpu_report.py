@@ -132,7 +132,8 @@ def headline(pairs: pd.DataFrame, summary: pd.DataFrame, *, task: str, metric: s
               else f"mean {diffs.mean():+.2f}, from {diffs.min():+.2f} to {diffs.max():+.2f}")
     return (f"On one {device}, the {task} task's {len(pairs)} fine-tuning runs ({', '.join(summary['method'])}; "
             f"the CPU run's learning rates, subsets and selection rows) trained in {_minutes(gpu_min)} against "
-            f"{_minutes(cpu_min)} on {_one(pairs['device_cpu'])}: {ratio:.1f}× faster in all ({per_method}). "
+            f"{_minutes(cpu_min)} on {_one(pairs['device_cpu'])}: {ratio:.1f}× faster in all ({per_method}; "
+            f"median run {pairs['speedup'].median():.1f}×). "
             f"Test {metric} moved by {diffs.abs().mean():.2f} points on average (GPU − CPU: {spread}); "
             f"{moved} of {len(pairs)} runs stopped at another step, and "
             f"{int(pairs['still_improving_gpu'].sum())} GPU runs against {int(pairs['still_improving_cpu'].sum())} "
@@ -168,7 +169,8 @@ def report_markdown(pairs: pd.DataFrame, summary: pd.DataFrame, *, task: str, me
               "`params.yaml`, prepared inputs and searched learning rates; `python -m embedtune.gpu_report` "
               "pairs each GPU run with its CPU twin (same method, seed, budget and LR). The GPU trains under bf16 "
               "autocast, so twins are not bit-equal. Training time is the engine's wall time per run "
-              "(`train_seconds`), evaluation on the selection rows included.", "",
+              "(`train_seconds`), evaluation on the selection rows included; the first run in each process also "
+              "carries that process's start-up (CUDA's, on the GPU).", "",
               f"![GPU against CPU]({figure})", "", "## Per method", "",
               "| method | runs | CPU min | GPU min | speed-up | mean Δ (pts) | max abs Δ (pts) | best step moved | "
               "still improving CPU / GPU |", "|---|---|---|---|---|---|---|---|---|"]
@@ -270,12 +272,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task", required=True)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--root", type=Path, default=Path("."))
-    parser.add_argument("--readme", type=Path, default=Path("README.md"), help="'' to leave the README alone")
+    parser.add_argument("--readme", type=Path, default=Path("README.md"))
+    parser.add_argument("--no-readme", action="store_true", help="leave the README alone")
     args = parser.parse_args(argv)
     try:
         metric = load_params(args.params).task(args.task).main_metric
         pairs = build(task=args.task, root=args.root, metric=metric,
-                      readme=args.readme if str(args.readme) else None)
+                      readme=None if args.no_readme else args.readme)
     except (GpuReportError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
