@@ -68,7 +68,7 @@ lab: $(STAMP)  ## open JupyterLab on the notebooks
 bench: $(STAMP)  ## benchmarks against sentence-transformers, HF Trainer, scikit-learn; writes reports/benchmarks.md
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python benchmarks/run_all.py $(if $(CPU_RUN),--cpu-run "$(CPU_RUN)")
 
-gpu-report: $(STAMP)  ## pair results/gpu/$(TASK) (scripts/device_finetune.sh on a GPU) with the CPU run: reports/gpu-$(TASK).md
+gpu-report: $(STAMP)  ## pair reports/gpu/$(TASK) (scripts/device_finetune.sh on a GPU) with the CPU run: reports/gpu-$(TASK).md
 	$(BIN)/python -m embedtune.gpu_report --task $(TASK)
 
 clean:  ## remove caches and the fine-tuning run cache (not the venv)

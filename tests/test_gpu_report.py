@@ -48,12 +48,12 @@ def test_a_run_without_a_cpu_twin_or_with_another_lr_is_refused() -> None:
 def _tree(root: Path) -> None:
     for device, seconds, shift, folder in (("CPU x86_64 ×2 threads", 30.0, 0.0, root / "results" / "medical"),
                                            ("NVIDIA H200", 5.0, -0.004,
-                                            root / "results" / "gpu" / "medical" / "results" / "medical")):
+                                            root / "reports" / "gpu" / "medical" / "results" / "medical")):
         folder.mkdir(parents=True)
         frame = _rows(device, seconds=seconds, auroc_shift=shift)
         for method, group in frame.groupby("method"):
             group.to_csv(folder / f"{method}.csv", index=False)
-    (root / "results" / "gpu" / "medical" / "gpu_check.jsonl").write_text(
+    (root / "reports" / "gpu" / "medical" / "gpu_check.jsonl").write_text(
         '{"backbone": "pkg:efficientnet-lite0", "device": "NVIDIA H200", "batch": 64, "steps": 50, '
         '"samples_per_s": 4321.0, "peak_mem_mib": 2048.0, "achieved_tflops": 9.9, "fraction_of_bf16_peak": 0.01}\n')
 
@@ -72,7 +72,7 @@ def test_build_writes_report_figure_pairs_and_readme_block_from_the_rows(tmp_pat
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("outro\n") and "old text" not in text
     assert "6 fine-tuning runs" in text and "[`reports/gpu-medical.md`]" in text
-    assert len(pd.read_csv(tmp_path / "results" / "gpu" / "medical" / "pairs.csv")) == 6
+    assert len(pd.read_csv(tmp_path / "reports" / "gpu" / "medical" / "pairs.csv")) == 6
 
 
 def test_missing_markers_or_gpu_results_stop_with_a_message_and_leave_the_readme(tmp_path: Path) -> None:

@@ -8,8 +8,8 @@ subsets, selection rows and *searched learning rates*, so every GPU run has a CP
 how far the test metric moves and whether the stopping point moved, next to the time per run.
 
 Inputs: the CPU run's ``results/<task>/<method>.csv`` and the GPU archive unpacked under
-``results/gpu/<task>/`` (the same files, plus ``gpu_check.jsonl`` from ``scripts/gpu_check.py``).
-Outputs: ``results/gpu/<task>/pairs.csv`` (one row per twin), ``reports/gpu-<task>.md``,
+``reports/gpu/<task>/`` (the same files, plus ``gpu_check.jsonl`` from ``scripts/gpu_check.py``).
+Outputs: ``reports/gpu/<task>/pairs.csv`` (one row per twin), ``reports/gpu-<task>.md``,
 ``reports/figures/<task>-gpu-vs-cpu.png`` and the README's generated GPU block.
 
 Usage: ``python -m embedtune.gpu_report --task medical`` (``make gpu-report TASK=medical``).
@@ -249,7 +249,7 @@ def update_readme(readme: Path, block: str) -> None:
 
 def build(*, task: str, root: Path, metric: str, readme: Path | None) -> pd.DataFrame:
     """Pair, write the pairs CSV, the report, the figure and (optionally) the README block; returns the pairs."""
-    gpu_dir = root / "results" / "gpu" / task
+    gpu_dir = root / "reports" / "gpu" / task  # not under results/: the summary stage depends on all of results/
     pairs = pair_runs(read_method_rows(root / "results" / task), read_method_rows(gpu_dir / "results" / task),
                       metric=metric)
     summary = method_summary(pairs)
