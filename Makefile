@@ -1,5 +1,6 @@
 # Embed or Tune. `make help` lists the targets.
 PROFILE ?= cpu
+TASK ?= medical
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -66,6 +67,9 @@ lab: $(STAMP)  ## open JupyterLab on the notebooks
 
 bench: $(STAMP)  ## benchmarks against sentence-transformers, HF Trainer, scikit-learn; writes reports/benchmarks.md
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python benchmarks/run_all.py $(if $(CPU_RUN),--cpu-run "$(CPU_RUN)")
+
+gpu-report: $(STAMP)  ## pair reports/gpu/$(TASK) (scripts/device_finetune.sh on a GPU) with the CPU run: reports/gpu-$(TASK).md
+	$(BIN)/python -m embedtune.gpu_report --task $(TASK)
 
 clean:  ## remove caches and the fine-tuning run cache (not the venv)
 	rm -rf .pytest_cache .ruff_cache checkpoints

@@ -1,7 +1,8 @@
 """GPU check: fine-tune the default text and image backbones for a bounded number of steps with bf16 autocast
 and print samples/s, peak allocated memory and the achieved fraction of the card's bf16 peak.
 
-Usage (on a machine with CUDA): ``python scripts/gpu_check.py [--steps 50] [--batch 64] [--peak-tflops 989]``.
+Usage (on a machine with CUDA): ``python scripts/gpu_check.py [--steps 50] [--batch 64] [--peak-tflops 989]
+[--kinds text image]``. One JSON line per backbone on stdout.
 Exits with a clear message (status 2) where no CUDA device is present.
 """
 
@@ -64,12 +65,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak of the card (H100 SXM: 989)")
+    parser.add_argument("--peak-tflops", type=float, default=989.0,
+                        help="dense bf16 peak of the card (H100 SXM and H200: 989)")
+    parser.add_argument("--kinds", nargs="+", choices=["text", "image"], default=["text", "image"],
+                        help="backbones to check (a machine may lack one's packaged weights)")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("error: no CUDA device; run this script on a GPU machine", file=sys.stderr)
         return 2
-    for kind in ("text", "image"):
+    for kind in args.kinds:
         print(json.dumps(run(kind, steps=args.steps, batch=args.batch, peak_tflops=args.peak_tflops)))
     return 0
 
