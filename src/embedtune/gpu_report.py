@@ -191,11 +191,11 @@ def report_markdown(pairs: pd.DataFrame, summary: pd.DataFrame, *, task: str, me
 def readme_block(pairs: pd.DataFrame, summary: pd.DataFrame, *, task: str, metric: str,
                  checks: list[dict[str, Any]], report: str) -> str:
     """The README's GPU block between GPU_BEGIN and GPU_END."""
-    lines = [GPU_BEGIN, headline(pairs, summary, task=task, metric=metric)]
+    lines = [GPU_BEGIN, "", f"- {headline(pairs, summary, task=task, metric=metric)}"]
     check = check_sentence(checks)
     if check:
-        lines.append(check)
-    lines += [f"Run by run: [`{report}`]({report}).", GPU_END]
+        lines.append(f"- {check}")
+    lines += [f"- Run by run: [`{report}`]({report}).", "", GPU_END]
     return "\n".join(lines)
 
 
