@@ -71,7 +71,7 @@ def committed_row(task: str, method: str, budget: int, seed: int) -> pd.Series:
 
 def pilot(cases: list[tuple], variants: list[tuple[str, dict[str, int]]], *, scratch: Path) -> pd.DataFrame:
     from embedtune.params import load_params
-    from embedtune.tuning import run_one, stage_context
+    from embedtune.runs import run_one, stage_context
 
     base = load_params(ROOT / "params.yaml", profile="cpu")
     root = scratch_root(scratch)

@@ -27,9 +27,9 @@ def main() -> None:
     from embedtune.engine import build_model, predict
     from embedtune.io import write_text
     from embedtune.params import load_params, task_kind
+    from embedtune.paths import TaskPaths, load_subsets
+    from embedtune.runs import tuned_runs
     from embedtune.shift import read_shift_sets
-    from embedtune.stages import TaskPaths, load_subsets
-    from embedtune.tuning import tuned_runs
 
     params = load_params(REPO / "params.yaml")
     embed = params.scale.embed

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from embedtune.backbones import BackboneError, encode, load_backbone
-from embedtune.data import Split, TaskData
+from embedtune.datatypes import Split, TaskData
 from embedtune.embeddings import ensure_embeddings
 
 

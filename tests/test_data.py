@@ -8,15 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from embedtune.data import (
-    DataError,
-    Split,
-    budget_subsets,
-    group_split,
-    load_prepared,
-    prepare_task,
-    stratified_order,
-)
+from embedtune.data import budget_subsets, load_prepared, prepare_task, stratified_order
+from embedtune.datatypes import DataError, Split, group_split
 from embedtune.loaders import load_raw
 from embedtune.params import ParamsError, TaskParams
 
@@ -204,3 +197,16 @@ def test_gpu_profile_loaders_on_tiny_files(tmp_path) -> None:
 def test_dermamnist_has_a_published_checksum(tmp_path) -> None:
     with pytest.raises(DataError, match=r"dermamnist\.npz not found"):
         load_raw("medical", TaskParams(source="medmnist", name="dermamnist", main_metric="auroc"), tmp_path)
+
+
+@pytest.mark.parametrize("layout", ["grey", "hwc", "chw", "chw1"])
+def test_npz_images_load_channels_last_in_every_layout(tmp_path, layout) -> None:
+    from embedtune.loaders import load_raw
+
+    rng = np.random.default_rng(0)
+    shapes = {"grey": (60, 20, 20), "hwc": (60, 20, 20, 3), "chw": (60, 3, 20, 20), "chw1": (60, 1, 20, 20)}
+    images = rng.integers(0, 255, shapes[layout]).astype(np.uint8)
+    np.savez(tmp_path / "imgs.npz", images=images, labels=rng.integers(0, 5, 60))
+    data = load_raw("rgb", TaskParams(source="npz", path="imgs.npz", main_metric="accuracy"), tmp_path)
+    x = data.splits["train"].x
+    assert x.shape[1:3] == (20, 20) and (x.ndim == 3 or x.shape[3] == 3), x.shape

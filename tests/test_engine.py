@@ -188,7 +188,7 @@ def test_lora_on_efficientnet_pointwise_convs(effnet) -> None:
 
 def test_length_grouped_order_keeps_passes_and_groups_lengths() -> None:
     """Every item once per pass, no batch spanning passes, similar lengths within a micro-batch, seeded."""
-    from embedtune.engine import length_grouped_order
+    from embedtune.ordering import length_grouped_order
 
     lengths = np.random.default_rng(0).integers(5, 60, 100)
     rng = np.random.default_rng([3, 0])

@@ -82,29 +82,27 @@ def _check(read: set[str], declared: set[str], stage: str) -> None:
 
 @pytest.mark.slow
 def test_each_stage_declares_exactly_the_params_it_reads(project) -> None:
-    from embedtune import views
-    from embedtune.stages import embed_stage, prepare_stage, probe_stage, shift_stage
-    from embedtune.tuning import finetune_stage, search_stage
+    from embedtune.stages import compare, embed, finetune, prepare, probe, search, shift
 
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     params = load_params(project["params_path"])
     root = project["root"]
     task = "toyimage"
     runs = {
-        "prepare": lambda p: prepare_stage(p, task, root=root),
-        "shift": lambda p: shift_stage(p, task, root=root),
-        "embed": lambda p: embed_stage(p, task, root=root, progress=False),
-        "probe": lambda p: probe_stage(p, task, root=root),
-        "search": lambda p: search_stage(p, task, "lp_ft", root=root, progress=False),
-        "finetune": lambda p: finetune_stage(p, task, "lp_ft", root=root, progress=False),
-        "compare": lambda p: views.compare_view(p, task, root, n_boot=20),
+        "prepare": lambda p: prepare.run(p, task, root=root),
+        "shift": lambda p: shift.run(p, task, root=root),
+        "embed": lambda p: embed.run(p, task, root=root, progress=False),
+        "probe": lambda p: probe.run(p, task, root=root),
+        "search": lambda p: search.run(p, task, "lp_ft", root=root, progress=False),
+        "finetune": lambda p: finetune.run(p, task, "lp_ft", root=root, progress=False),
+        "compare": lambda p: compare.run(p, task, root=root, n_boot=20),
     }
     for name, run in runs.items():
         log: set[str] = set()
         if name == "compare":
             for method in ("full", "lora", "partial"):
-                search_stage(params, task, method, root=root, progress=False)
-                finetune_stage(params, task, method, root=root, progress=False)
+                search.run(params, task, method, root=root, progress=False)
+                finetune.run(params, task, method, root=root, progress=False)
         run(Recorder(params, "", log))
         stage = dvc[name]
         spec = stage.get("do", stage)

@@ -1,4 +1,4 @@
-"""The fair protocol (tuning.py, probe.py, partial.py) and the shift arm (shift.py), on tiny models and data."""
+"""The fair protocol (runs.py, gridsearch.py, probe.py, partial.py) and the shift arm (shift.py), on tiny models and data."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from embedtune import tuning
+from embedtune import runs
 from embedtune.backbones import load_backbone
+from embedtune.data import selection_index
 from embedtune.engine import TrainConfig, build_model, schedule, train
+from embedtune.gridsearch import grid_search
+from embedtune.outputs import learned
 from embedtune.partial import PartialEncoder, build_feature_bank
 from embedtune.probe import fit_classic, fit_probe
 from embedtune.shift import CORRUPTIONS, corrupt, perturb_texts, psnr
@@ -21,10 +24,10 @@ from .conftest import make_images, make_text_rows
 
 def test_grid_search_extends_an_edge_pick_until_inside() -> None:
     # the score peaks at 1e-2, below the grid: the search must walk down until the pick is interior
-    found = tuning.grid_search(lambda v: -abs(np.log10(v) + 2), (1.0, 10.0, 100.0), step=10.0, extensions=5)
+    found = grid_search(lambda v: -abs(np.log10(v) + 2), (1.0, 10.0, 100.0), step=10.0, extensions=5)
     assert found["chosen"] == pytest.approx(1e-2) and not found["edge_limited"]
     assert [v for v, _ in found["path"]][0] == pytest.approx(1e-3)
-    limited = tuning.grid_search(lambda v: v, (1.0, 2.0), step=2.0, extensions=1)
+    limited = grid_search(lambda v: v, (1.0, 2.0), step=2.0, extensions=1)
     assert limited["chosen"] == 4.0 and limited["edge_limited"]
 
 
@@ -49,35 +52,37 @@ def test_probe_extends_c_grid_at_an_edge() -> None:
 def test_changing_test_labels_never_changes_a_pick() -> None:
     xt, yt, xv, yv, xs, ys = _probe_data()
     _, info = fit_probe(xt, yt, xv, yv, c_grid=(0.01, 0.1, 1.0), main_metric="accuracy", n_outputs=2)
-    _, info_classic = fit_classic(xt, yt, xv, yv, c_grid=(0.01, 0.1, 1.0), main_metric="accuracy", seed=0)
-    # fitting sees only train and selection rows; flipping every test (or shift) label cannot reach it
-    ys_flipped = 1 - ys
-    assert ys_flipped.sum() != ys.sum()
+    # the fit's inputs are train and selection rows only (test rows cannot reach a pick), and it is
+    # deterministic: the same rows give the same pick and path
     _, again = fit_probe(xt, yt, xv, yv, c_grid=(0.01, 0.1, 1.0), main_metric="accuracy", n_outputs=2)
     assert again["c"] == info["c"] and again["c_path"] == info["c_path"]
-    # whereas changing the selection labels can move it: selection really reads those rows
+    # whereas changing the selection labels moves it: selection really reads those rows (probe and classic)
     moved = [fit_probe(xt, yt, xv, np.random.default_rng(s).integers(0, 2, len(yv)), c_grid=(0.001, 0.01, 0.1, 1.0),
                        main_metric="accuracy", n_outputs=2)[1]["c"] for s in range(6)]
-    assert len(set(moved)) > 1 or info_classic["c"] is not None
+    assert len(set(moved)) > 1
+    scores = [fit_classic(xt, yt, xv, labels, c_grid=(0.01, 0.1, 1.0), main_metric="accuracy", seed=0)[1]["val_score"]
+              for labels in (yv, 1 - yv)]
+    assert scores[0] != scores[1]
 
 
 def test_every_method_selects_on_the_same_rows(project) -> None:
     from embedtune.params import load_params
-    from embedtune.stages import TaskPaths, embed_stage, prepare_stage, probe_stage, shift_stage
+    from embedtune.paths import TaskPaths
+    from embedtune.stages import embed, prepare, probe, shift
 
     params = load_params(project["params_path"])
     root = project["root"]
-    prepare_stage(params, "toytext", root=root)
-    shift_stage(params, "toytext", root=root)
-    embed_stage(params, "toytext", root=root, progress=False)
-    frames = probe_stage(params, "toytext", root=root)
-    ctx = tuning.stage_context(params, "toytext", "full", root=root, progress=False)
+    prepare.run(params, "toytext", root=root)
+    shift.run(params, "toytext", root=root)
+    embed.run(params, "toytext", root=root, progress=False)
+    frames = probe.run(params, "toytext", root=root)
+    ctx = runs.stage_context(params, "toytext", "full", root=root, progress=False)
     n_val = params.scale.data.max_val
     n_sel = min(n_val, len(ctx.data.splits["val"].y))
     assert len(ctx.val.y) == n_sel
-    assert set(frames["probe"]["n_val"]) == set(frames["classic"]["n_val"]) == {n_sel}
+    assert set(frames["results"].query("method == 'probe'")["n_val"]) == set(frames["results"].query("method == 'classic'")["n_val"]) == {n_sel}
     data_val = ctx.data.splits["val"]
-    assert np.array_equal(ctx.val.y, data_val.y[tuning.selection_index(ctx.data, n_val)])
+    assert np.array_equal(ctx.val.y, data_val.y[selection_index(ctx.data, n_val)])
     # shift sets never enter selection: altering their labels leaves every pick unchanged
     sets_dir = TaskPaths(root, "toytext").shift
     import json
@@ -86,9 +91,9 @@ def test_every_method_selects_on_the_same_rows(project) -> None:
         raw = json.loads(f.read_text())
         raw["y"] = [1 - v for v in raw["y"]]
         f.write_text(json.dumps(raw))
-    again = probe_stage(params, "toytext", root=root)
-    assert list(again["probe"]["c"]) == list(frames["probe"]["c"])
-    assert list(again["classic"]["c"]) == list(frames["classic"]["c"])
+    again = probe.run(params, "toytext", root=root)
+    assert list(again["results"].query("method == 'probe'")["c"]) == list(frames["results"].query("method == 'probe'")["c"])
+    assert list(again["results"].query("method == 'classic'")["c"]) == list(frames["results"].query("method == 'classic'")["c"])
 
 
 def test_partial_keeps_lower_blocks_and_trains_top_k(tiny_text_model_dir) -> None:
@@ -125,21 +130,21 @@ def test_lora_targets_the_listed_modules(tiny_text_model_dir) -> None:
 
 
 def test_editing_a_training_module_changes_the_run_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pkg = Path(tuning.__file__).parent
+    pkg = Path(runs.__file__).parent
     copy_dir = tmp_path / "pkg"
     copy_dir.mkdir()
-    for name in tuning.TRAINING_MODULES:
+    for name in runs.TRAINING_MODULES:
         (copy_dir / name).write_bytes((pkg / name).read_bytes())
-    monkeypatch.setattr(tuning, "__file__", str(copy_dir / "tuning.py"))
-    before = tuning.source_digest()
+    monkeypatch.setattr(runs, "__file__", str(copy_dir / "runs.py"))
+    before = runs.source_digest()
     key = dict(config_digest="c", subset=np.arange(4), selection=np.arange(3), data_checksum="d", weights_hash="w",
                head=None, shift_digest="s", extra={})
-    k1 = tuning.run_identity(source=before, **key)
+    k1 = runs.run_identity(source=before, **key)
     with open(copy_dir / "engine.py", "a") as fh:
         fh.write("\n# an edit\n")
-    after = tuning.source_digest()
-    assert after != before and tuning.run_identity(source=after, **key) != k1
-    assert tuning.run_identity(source=before, **{**key, "subset": np.arange(5)}) != k1
+    after = runs.source_digest()
+    assert after != before and runs.run_identity(source=after, **key) != k1
+    assert runs.run_identity(source=before, **{**key, "subset": np.arange(5)}) != k1
 
 
 def test_schedule_gives_enough_steps_and_rounds() -> None:
@@ -284,38 +289,39 @@ def test_corruptions_match_medmnistc_source() -> None:
 
 
 def test_learned_reads_the_training_loss_only() -> None:
-    assert tuning.learned([{"train_loss": 1.2}, {"train_loss": 0.5}], 0.8)
-    assert not tuning.learned([{"train_loss": 1.17}, {"train_loss": 1.14}, {"train_loss": 1.13}], 0.8)
-    assert tuning.learned([{"train_loss": 1.2}], 0.8)  # one round: nothing to judge
+    assert learned([{"train_loss": 1.2}, {"train_loss": 0.5}], 0.8)
+    assert not learned([{"train_loss": 1.17}, {"train_loss": 1.14}, {"train_loss": 1.13}], 0.8)
+    assert learned([{"train_loss": 1.2}], 0.8)  # one round: nothing to judge
 
 
 def test_a_run_that_did_not_learn_restarts_once_at_a_lower_rate(project, monkeypatch: pytest.MonkeyPatch) -> None:
     import dataclasses
 
     from embedtune.params import load_params
-    from embedtune.stages import TaskPaths, embed_stage, prepare_stage, probe_stage, shift_stage
+    from embedtune.paths import TaskPaths
+    from embedtune.stages import embed, prepare, probe, shift
 
     params = load_params(project["params_path"])
     ft = dataclasses.replace(params.scale.finetune, lr_restarts=1)
     params = dataclasses.replace(params, profiles={**params.profiles,
                                                    params.profile: dataclasses.replace(params.scale, finetune=ft)})
     root = project["root"]
-    prepare_stage(params, "toytext", root=root)
-    shift_stage(params, "toytext", root=root)
-    embed_stage(params, "toytext", root=root, progress=False)
-    probe_stage(params, "toytext", root=root)
-    ctx = tuning.stage_context(params, "toytext", "full", root=root, progress=False)
+    prepare.run(params, "toytext", root=root)
+    shift.run(params, "toytext", root=root)
+    embed.run(params, "toytext", root=root, progress=False)
+    probe.run(params, "toytext", root=root)
+    ctx = runs.stage_context(params, "toytext", "full", root=root, progress=False)
     budget = int(sorted(ctx.subsets["subsets"]["0"], key=int)[0])
     lr = ft.lr_grid["full"][0]
     # the search (restarts=0) never restarts, whatever the loss did
-    searched = tuning.run_one(ctx, seed=0, budget=budget, lr=lr, progress=False, score_shift=False, restarts=0)
+    searched = runs.run_one(ctx, seed=0, budget=budget, lr=lr, progress=False, score_shift=False, restarts=0)
     assert searched["row"]["lr_restarts"] == 0 and searched["row"]["lr"] == lr
     if searched["row"]["learned"]:  # a learned search run is the same run with restarts allowed: reused
-        again = tuning.run_one(ctx, seed=0, budget=budget, lr=lr, progress=False, score_shift=False)
+        again = runs.run_one(ctx, seed=0, budget=budget, lr=lr, progress=False, score_shift=False)
         assert again["cached"] and again["row"] == searched["row"]
     calls = []
-    monkeypatch.setattr(tuning, "learned", lambda history, ratio: (calls.append(ratio), len(calls) > 1)[1])
-    out = tuning.run_one(ctx, seed=1, budget=budget, lr=lr, progress=False, score_shift=False)
+    monkeypatch.setattr(runs, "learned", lambda history, ratio: (calls.append(ratio), len(calls) > 1)[1])
+    out = runs.run_one(ctx, seed=1, budget=budget, lr=lr, progress=False, score_shift=False)
     row = out["row"]
     assert row["lr_restarts"] == 1 and row["lr"] == pytest.approx(lr / ft.lr_step) and row["lr_searched"] == lr
     assert (TaskPaths(root, "toytext").checkpoints / "full" / f"s1_b{budget}_lr{lr:.3g}" / "restart1").is_dir()

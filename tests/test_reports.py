@@ -14,7 +14,20 @@ import pandas as pd
 import pytest
 
 from embedtune import reports
-from embedtune.cli import build_index
+
+
+def build_index(params_path: Path, root: Path, *, readme: Path) -> None:
+    """What the summary stage writes from each task's headline (its other inputs left empty here)."""
+    from embedtune.params import load_params
+
+    params = load_params(params_path)
+    per_task = {t: {"headline": json.loads((root / "metrics" / t / "headline.json").read_text()),
+                    "guide": pd.DataFrame(), "comparisons": pd.DataFrame()} for t in params.tasks}
+    info = reports.provenance(params.profile)
+    reports.index_html(reports_dir=root / "reports", per_task=per_task, info=info)
+    reports.update_readme(readme, reports.readme_section(
+        headlines={t: b["headline"] for t, b in per_task.items()}, info=info,
+        key_figure="reports/figures/summary-learning-curves.png"))
 
 HEADLINE = {"budget": 256, "metric": "accuracy", "crossing_budget": {"full": 256},
             "methods": {"probe": {"mean": 0.7123, "std": 0.01}, "full": {"mean": 0.8456, "std": 0.02}}}
@@ -33,6 +46,8 @@ def _fixture_project(tmp_path: Path) -> tuple[Path, Path]:
     (root / "reports" / "figures").mkdir(parents=True)
     reports.save_figure(reports.learning_curve_figure(results, "accuracy"),
                         root / "reports" / "figures" / "summary-learning-curves.png")
+    # the summary stage renders this page beside the index it writes
+    (root / "reports" / "summary.html").write_text("<html><body><h1>summary</h1></body></html>")
     readme = root / "README.md"
     readme.write_text(f"# x\n\n{reports.README_BEGIN}\nold\n{reports.README_END}\n\ntail\n")
     return root, readme

@@ -62,7 +62,7 @@ def many_class_rows(n: int, *, n_classes: int, seed: int) -> pd.DataFrame:
 
 @pytest.mark.slow
 def test_generated_many_class_task_runs_through_every_stage(project: dict[str, Any], tmp_path: Path) -> None:
-    from embedtune.cli import main as cli_main
+    from .conftest import dvc_pipeline
 
     n_classes = 50
     rows = many_class_rows(1200, n_classes=n_classes, seed=0)
@@ -78,7 +78,8 @@ def test_generated_many_class_task_runs_through_every_stage(project: dict[str, A
     smoke["finetune"]["lr_grid"]["lora"] = [1.0e-2, 3.0e-2]
     project["params_path"].write_text(yaml.safe_dump(raw, sort_keys=False))
     root = project["root"]
-    assert cli_main(["--params", str(project["params_path"]), "--root", str(root), "pipeline"]) == 0
+    done = dvc_pipeline(root)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = root / "results" / "provisions"
     chance = 1 / n_classes
     for method in ("classic", "probe", *raw["methods"]):
@@ -87,3 +88,20 @@ def test_generated_many_class_task_runs_through_every_stage(project: dict[str, A
             keys = [k for k in preds.files if k.startswith("s")]
             assert keys and all(preds[k].shape[1] == n_classes for k in keys), method
         assert frame["accuracy"].max() > 3 * chance, (method, frame["accuracy"].tolist())
+
+
+@pytest.mark.slow
+def test_a_project_with_one_tuned_method_runs_and_compares(project: dict[str, Any]) -> None:
+    """`methods: [lp_ft]`: dvc.yaml derives every per-method path from the list, so compare needs no other method."""
+    from .conftest import dvc_pipeline
+
+    raw = project["raw"]
+    raw["methods"] = ["lp_ft"]
+    raw["tasks"] = {"toytext": raw["tasks"]["toytext"]}
+    project["params_path"].write_text(yaml.safe_dump(raw, sort_keys=False))
+    done = dvc_pipeline(project["root"])
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    decision = pd.read_csv(project["root"] / "results" / "toytext" / "decision.csv")
+    methods = set(pd.read_csv(project["root"] / "results" / "toytext" / "comparisons.csv")[["method_a", "method_b"]]
+                  .to_numpy().ravel())
+    assert methods == {"classic", "probe", "lp_ft"} and len(decision) >= 1

@@ -108,7 +108,8 @@ def test_budget_subset_missing_a_class_is_refused() -> None:
 
 
 def test_results_record_seed_and_budget_in_every_row(tmp_path) -> None:
-    from embedtune.stages import TaskPaths, write_method_outputs
+    from embedtune.outputs import write_method_outputs
+    from embedtune.paths import TaskPaths
 
     rows = [{"task": "t", "method": "probe", "seed": s, "budget": b, "accuracy": 0.5 + 0.01 * s}
             for s in (0, 1) for b in (16, 64)]
@@ -116,7 +117,7 @@ def test_results_record_seed_and_budget_in_every_row(tmp_path) -> None:
                                  y_test=np.zeros(2, np.int64), summary_columns=("accuracy",))
     saved = pd.read_csv(tmp_path / "results" / "t" / "probe.csv")
     assert {"seed", "budget"} <= set(saved.columns) and len(frame) == 4
-    summary = json.loads((tmp_path / "metrics" / "t" / "probe.json").read_text())
+    summary = json.loads((tmp_path / "metrics" / "t" / "methods" / "probe.json").read_text())
     assert summary["16"]["accuracy"]["mean"] == pytest.approx(0.505) and summary["16"]["accuracy"]["n"] == 2
 
 

@@ -29,10 +29,7 @@ import numpy as np
 import pandas as pd
 
 from .metrics import fast_metric
-
-METHOD_ORDER = ("classic", "probe", "partial", "lora", "lp_ft", "full")
-TUNED = ("full", "lp_ft", "lora", "partial")
-
+from .registry import MAIN_METRICS, METHOD_ORDER
 
 # ------------------------------------------------------------------------------------- paired tests
 
@@ -66,13 +63,34 @@ class Comparison:
                 f"({d:+.1f} points, 95% CI [{lo:.1f}, {hi:.1f}])")
 
 
-def paired_interval(y: np.ndarray, probs_a: list[np.ndarray], probs_b: list[np.ndarray], *, metric: str,
-                    thresholds_a: list[np.ndarray | None] | None = None,
-                    thresholds_b: list[np.ndarray | None] | None = None, n_boot: int = 1000,
-                    seed: int = 0) -> tuple[float, float, float, float]:
-    """(mean difference A − B, 95% low, 95% high, two-sided p) with the seed and example terms of the
-    module docstring."""
+@dataclass(frozen=True)
+class PairedSpread:
+    """The parts of a paired difference's uncertainty (module docstring), in metric units."""
 
+    observed: float  # mean over seeds of A − B
+    se_seeds: float  # sd of the per-seed differences / √S (0 with one seed)
+    sd_shared: float  # the shared test set's term
+    df: int  # S − 1
+
+    def half_width(self, alpha: float) -> float:
+        """Half-width of the two-sided (1 − alpha) interval (one-sided bound at alpha / 2)."""
+        return _half_width(alpha, self.se_seeds, self.sd_shared, self.df)
+
+    def detectable(self, alpha: float, *, power: float = 0.8) -> float:
+        """The smallest true difference a one-sided test at `alpha` finds with probability `power`:
+        (q_{1−alpha} + q_{power}) on each term, t for the seeds, normal for the shared test set."""
+        from scipy import stats
+
+        t = float(stats.t.ppf(1 - alpha, self.df) + stats.t.ppf(power, self.df)) if self.df > 0 else 0.0
+        z = float(stats.norm.ppf(1 - alpha) + stats.norm.ppf(power))
+        return float(np.hypot(t * self.se_seeds, z * self.sd_shared))
+
+
+def paired_spread(y: np.ndarray, probs_a: list[np.ndarray], probs_b: list[np.ndarray], *, metric: str,
+                  thresholds_a: list[np.ndarray | None] | None = None,
+                  thresholds_b: list[np.ndarray | None] | None = None, n_boot: int = 1000,
+                  seed: int = 0) -> PairedSpread:
+    """The mean difference A − B over seeds and its two uncertainty terms (module docstring)."""
     n_seeds = len(probs_a)
     thresholds_a = thresholds_a or [None] * n_seeds
     thresholds_b = thresholds_b or [None] * n_seeds
@@ -95,9 +113,25 @@ def paired_interval(y: np.ndarray, probs_a: list[np.ndarray], probs_b: list[np.n
         cov = np.cov(boot, rowvar=False)
         var_shared = max(0.0, float((cov.sum() - np.trace(cov)) / (n_seeds * (n_seeds - 1))))
         se_seeds = float(np.std(per_seed, ddof=1) / np.sqrt(n_seeds))
-    half = _half_width(0.05, se_seeds, float(np.sqrt(var_shared)), n_seeds - 1)
-    return observed, observed - half, observed + half, _p_value(observed, se_seeds, float(np.sqrt(var_shared)),
-                                                             n_seeds - 1)
+    return PairedSpread(observed, se_seeds, float(np.sqrt(var_shared)), n_seeds - 1)
+
+
+def paired_interval(y: np.ndarray, probs_a: list[np.ndarray], probs_b: list[np.ndarray], *, metric: str,
+                    thresholds_a: list[np.ndarray | None] | None = None,
+                    thresholds_b: list[np.ndarray | None] | None = None, n_boot: int = 1000,
+                    seed: int = 0) -> tuple[float, float, float, float]:
+    """(mean difference A − B, 95% low, 95% high, two-sided p) with the seed and example terms of the
+    module docstring."""
+    spread = paired_spread(y, probs_a, probs_b, metric=metric, thresholds_a=thresholds_a,
+                           thresholds_b=thresholds_b, n_boot=n_boot, seed=seed)
+    half = spread.half_width(0.05)
+    return (spread.observed, spread.observed - half, spread.observed + half,
+            _p_value(spread.observed, spread.se_seeds, spread.sd_shared, spread.df))
+
+
+def run_keys(preds: dict[str, np.ndarray], budget: int) -> list[str]:
+    """The run keys (``s<seed>_b<budget>``) of one method's predictions at `budget`."""
+    return sorted(k for k in preds if k.startswith("s") and k.endswith(f"_b{budget}"))
 
 
 def _half_width(alpha: float, se_seeds: float, sd_shared: float, df: int) -> float:
@@ -207,7 +241,7 @@ def summary_table(results: pd.DataFrame, metric: str) -> pd.DataFrame:
 def cost_ratios(results: pd.DataFrame, *, reference: str = "probe") -> pd.DataFrame:
     """Per method and budget: median train seconds, peak memory, trainable params, FLOPs, and ratios to
     the reference method at the same budget."""
-    cols = ["train_seconds", "peak_mem_mib", "trainable_params", "train_flops", "infer_samples_per_s"]
+    cols = ["train_seconds", "train_flops", "infer_flops_per_row", "peak_mem_mib", "trainable_params"]
     cols = [c for c in cols if c in results]
     med = results.groupby(["method", "budget"])[cols].median().reset_index()
     ref = med[med["method"] == reference].set_index("budget")
@@ -300,17 +334,17 @@ def write_shift_table(results_dir: Path) -> Path:
 
 
 def _shift_base_rows(results_dir: Path, y_test: np.ndarray, n_rows: int) -> np.ndarray | None:
-    """Indices of the test rows the graded shift sets were built from (shift.build_shift_sets: a seeded
-    stratified subset), checked against the labels stored with the sets; None when they cannot be matched."""
+    """Indices of the test rows the graded shift sets were built from, as the shift stage recorded them
+    (``test_rows`` in data/shift/<task>/sets.json), checked against the labels stored with the set; None when
+    no graded set of `n_rows` rows records them or they do not match."""
     import json
-
-    from .data import stratified_order
 
     task_dir = results_dir.parents[1] / "data" / "shift" / results_dir.name
     index = task_dir / "sets.json"
     if not index.is_file():
         return None
-    entries = [e for e in json.loads(index.read_text())["sets"] if e["severity"] > 0]
+    entries = [e for e in json.loads(index.read_text())["sets"]
+               if e["severity"] > 0 and e.get("test_rows") is not None and e["rows"] == n_rows]
     if not entries:
         return None
     path = task_dir / entries[0]["file"]
@@ -319,8 +353,7 @@ def _shift_base_rows(results_dir: Path, y_test: np.ndarray, n_rows: int) -> np.n
     else:
         with np.load(path) as npz:
             stored = npz["y"]
-    rows = np.arange(len(y_test)) if n_rows >= len(y_test) else \
-        np.sort(stratified_order(y_test, seed=0, limit=n_rows)[:n_rows])
+    rows = np.asarray(entries[0]["test_rows"], np.int64)
     return rows if len(rows) == len(stored) and np.array_equal(y_test[rows], stored) else None
 
 
@@ -328,7 +361,7 @@ def _with_clean_rows(shift: pd.DataFrame, results_dir: Path) -> pd.DataFrame:
     graded = shift["severity"] > 0
     if not graded.any():
         return shift
-    metrics = [c for c in ("accuracy", "macro_f1", "balanced_accuracy", "auroc", "micro_f1") if c in shift]
+    metrics = [c for c in MAIN_METRICS if c in shift]
     shift = shift.copy()
     for col in metrics:
         shift[f"clean_rows_{col}"] = np.nan

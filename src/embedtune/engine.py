@@ -40,10 +40,9 @@ import copy
 import hashlib
 import json
 import math
-import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +52,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbones import Encoder, length_sorted_batches
+from .batchnorm import recalibrate_batchnorm, set_batchnorm_mode
 from .metrics import selection_score
+from .ordering import rank_shard, raw_lengths, training_order
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -75,6 +76,7 @@ class TrainConfig:
     grad_accum: int = 1
     grad_clip: float = 1.0
     patience: int = 2  # evaluations without gain before stopping
+    stop_on: str = "metric"  # what patience watches: "metric" (selection metric) or "val_loss" (smoother)
     min_steps: int = 0
     max_steps: int | None = None
     evals_per_run: int = 4
@@ -82,9 +84,18 @@ class TrainConfig:
     length_grouping: int = 1
     class_weights: bool = True
     bn_mode: str = "frozen"  # "frozen" | "recalibrate" | "train" (see set_batchnorm_mode)
-    dropout: float = 0.1
+    precision: str = "fp32"  # "bf16": autocast in training and evaluation; "fp32" (precision.py resolves "auto")
     main_metric: str = "accuracy"
     seed: int = 0
+
+    @classmethod
+    def from_params(cls, finetune: Any, *, method: str, lr: float, seed: int, main_metric: str,
+                    precision: str) -> TrainConfig:
+        """Built from `params.FinetuneParams`: every field of the same name is taken from there (the resolved
+        `precision` replaces the params' "auto")."""
+        shared = {f.name: getattr(finetune, f.name) for f in fields(cls) if hasattr(finetune, f.name)}
+        return cls(**{**shared, "method": method, "lr": lr, "seed": seed, "main_metric": main_metric,
+                      "precision": precision})
 
     def digest(self) -> str:
         return hashlib.md5(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
@@ -126,6 +137,7 @@ class TrainResult:
     best_step: int = 0
     still_improving: bool = False
     stopped_early: bool = False
+    stop_reason: str = ""  # "patience" (no gain in `patience` rounds) or "round cap" (max_rounds reached)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -223,61 +235,11 @@ def _probs(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:
     return torch.sigmoid(logits.float()) if multi_label else torch.softmax(logits.float(), dim=-1)
 
 
-def batchnorm_layers(model: nn.Module) -> list[nn.Module]:
-    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-
-def set_batchnorm_mode(model: nn.Module, mode: str) -> None:
-    """Apply the BatchNorm policy after ``model.train()``.
-
-    - ``frozen``: BatchNorm layers stay in eval mode while the rest trains: they normalise with the
-      pretrained running statistics, so training and evaluation run the same network and an LP-FT head
-      sees exactly the features its probe was fitted on. (Their affine weights still train.)
-    - ``recalibrate``: batch statistics during training; before every evaluation the running statistics
-      are re-estimated on the training subset (`recalibrate_batchnorm`).
-    - ``train``: PyTorch's default (batch statistics, running averages with the checkpoint's momentum —
-      0.01 for EfficientNet-Lite0, so after a short fine-tune they are still mostly ImageNet's).
-    """
-    if mode not in ("frozen", "recalibrate", "train"):
-        raise ValueError(f"bn_mode: bad value {mode!r}; allowed values: ['frozen', 'recalibrate', 'train']")
-    if mode == "frozen":
-        for m in batchnorm_layers(model):
-            m.eval()
-
-
-@torch.no_grad()
-def recalibrate_batchnorm(model: Classifier, items: Any, *, batch_size: int, device: torch.device) -> int:
-    """Re-estimate BatchNorm running statistics on `items` (cumulative average, model otherwise in eval).
-
-    A short fine-tune with EfficientNet-Lite0's momentum (0.01) leaves the running statistics mostly
-    ImageNet's while the weights move, so the eval-mode network no longer matches the trained one.
-    Returns the number of BatchNorm layers reset (0 for LayerNorm models: nothing to do).
-    """
-    norms = batchnorm_layers(model)
-    if not norms:
-        return 0
-    was_training = model.training
-    model.eval()
-    saved = []
-    for m in norms:
-        saved.append(m.momentum)
-        m.reset_running_stats()
-        m.momentum = None  # cumulative moving average over the batches below
-        m.train()
-    n = len(items)
-    for start in range(0, n, batch_size):
-        chunk = items[start:start + batch_size]
-        batch = {k: v.to(device) for k, v in model.encoder.prepare(chunk).items()}
-        model.encoder(**batch)
-    for m, momentum in zip(norms, saved):
-        m.momentum = momentum
-    model.train(was_training)
-    return len(norms)
-
-
 def predict(model: nn.Module, encoder: Encoder, items: Any, *, batch_size: int, device: torch.device,
-            multi_label: bool) -> np.ndarray:
-    """Probabilities (N, K) in input order; length-sorted batches, bf16 autocast on a GPU."""
+            multi_label: bool, bf16: bool | None = None) -> np.ndarray:
+    """Probabilities (N, K) in input order; length-sorted batches; bf16 autocast when `bf16` (default: on a
+    GPU)."""
+    bf16 = device.type == "cuda" if bf16 is None else bf16
     model.eval()
     out: np.ndarray | None = None
     order = list(length_sorted_batches(encoder.lengths(items), batch_size))
@@ -285,9 +247,9 @@ def predict(model: nn.Module, encoder: Encoder, items: Any, *, batch_size: int, 
         for index in order:
             chunk = [items[i] for i in index] if isinstance(items, list) else items[index]
             batch = {k: v.to(device, non_blocking=True) for k, v in encoder.prepare(chunk).items()}
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
                 logits = model(**batch)
-            probs = _probs(logits, multi_label).cpu().numpy()
+            probs = _probs(logits.float(), multi_label).cpu().numpy()
             if out is None:
                 out = np.zeros((len(items), probs.shape[1]), np.float64)
             out[index] = probs
@@ -344,7 +306,8 @@ def train(model: Classifier, *, train_items: Any, train_y: np.ndarray, val_items
     order = training_order(n, plan, config=config, lengths=lengths)  # every micro-batch of the run, in order
 
     state_path = checkpoint_dir / "state.pt" if checkpoint_dir else None
-    start_round, history, best = 0, [], {"score": -math.inf, "epoch": -1, "state": None, "thresholds": None}
+    start_round, history, best = 0, [], {"score": -math.inf, "epoch": -1, "state": None, "thresholds": None,
+                                         "loss": math.inf}
     bad_rounds, steps_done, resumed = 0, 0, None
     if state_path is not None and state_path.is_file():
         state = torch.load(state_path, map_location="cpu", weights_only=False)
@@ -383,7 +346,7 @@ def train(model: Classifier, *, train_items: Any, train_y: np.ndarray, val_items
                 model, raw, optimizer, scheduler, accelerator, order=round_order, items=train_items, y=train_y,
                 micro_batch=micro_batch, grad_accum=grad_accum, weights=weights, multi_label=multi_label,
                 grad_clip=config.grad_clip, epoch=round_index, progress=progress, on_step=on_step, tqdm=tqdm,
-                bn_mode=config.bn_mode)
+                bn_mode=config.bn_mode, bf16=config.precision == "bf16")
         except torch.cuda.OutOfMemoryError:
             if micro_batch == 1 or snapshot is None:
                 raise
@@ -399,19 +362,21 @@ def train(model: Classifier, *, train_items: Any, train_y: np.ndarray, val_items
         if config.bn_mode == "recalibrate":
             recalibrate_batchnorm(raw, train_items, batch_size=max(micro_batch, 32), device=device)
         val_probs = predict(model, raw.encoder, val_items, batch_size=max(micro_batch, 64), device=device,
-                            multi_label=multi_label)
+                            multi_label=multi_label, bf16=config.precision == "bf16")
         score, thresholds = selection_score(val_probs, val_y, config.main_metric)  # undefined → -inf
         train_score, _ = selection_score(train_probs, train_targets, config.main_metric)
         history.append({"epoch": round_index, "step": steps_done, "train_loss": float(np.mean(losses)),
                         "val_loss": _val_loss(val_probs, val_y), "train_metric": _finite_or_nan(train_score),
                         "val_metric": _finite_or_nan(score), "lr": float(scheduler.get_last_lr()[0]),
                         "seconds": time.perf_counter() - round_start})
-        if score > best["score"]:
+        val_loss = history[-1]["val_loss"]
+        lowest_loss = min(best.get("loss", math.inf), val_loss)
+        gained = score > best["score"] if config.stop_on == "metric" else val_loss < best.get("loss", math.inf)
+        if score > best["score"]:  # the kept weights: the best selection metric
             best = {"score": score, "epoch": round_index, "state": copy.deepcopy(raw.state_dict()),
                     "thresholds": thresholds, "step": steps_done}
-            bad_rounds = 0
-        else:
-            bad_rounds += 1
+        best["loss"] = lowest_loss
+        bad_rounds = 0 if gained else bad_rounds + 1
         save(round_index)
         round_index += 1
     if best["state"] is not None:
@@ -422,62 +387,17 @@ def train(model: Classifier, *, train_items: Any, train_y: np.ndarray, val_items
                        grad_accum=grad_accum, resumed_from_epoch=resumed, best_step=int(best.get("step", 0)),
                        still_improving=bool(history) and best["epoch"] == last,
                        stopped_early=len(history) < plan.rounds,
+                       stop_reason="patience" if bad_rounds >= config.patience else "round cap",
                        extra={"planned_steps": plan.planned_steps, "max_steps": plan.total_steps,
                               "rounds": plan.rounds,
                               "steps_per_pass": plan.steps_per_pass})
 
 
-def training_order(n: int, plan: Schedule, *, config: TrainConfig, lengths: np.ndarray | None) -> np.ndarray:
-    """Item indices for the whole run: seeded permutations of range(n), one per pass, cut to the planned
-    number of micro-batches; text passes are length-grouped (`length_grouped_order`)."""
-    items_needed = plan.total_steps * config.batch_size * config.grad_accum
-    passes = math.ceil(items_needed / n) if n else 0
-    rng = np.random.default_rng([config.seed, 7919])
-    order = np.concatenate([rng.permutation(n) for _ in range(passes)])
-    if lengths is not None:
-        order = length_grouped_order(order, lengths, pass_size=n, micro_batch=config.batch_size,
-                                     group=config.length_grouping, rng=rng)
-    return order[:items_needed]
-
-
-def raw_lengths(model: nn.Module, items: Any) -> np.ndarray | None:
-    """Token lengths of text items (None for images: all the same size, nothing to group)."""
-    encoder = model.encoder
-    return encoder.lengths(items) if encoder.kind == "text" else None
-
-
-def length_grouped_order(order: np.ndarray, lengths: np.ndarray, *, pass_size: int, micro_batch: int, group: int,
-                         rng: np.random.Generator) -> np.ndarray:
-    """Reorder each pass of a shuffled `order` so that micro-batches hold items of similar token length.
-
-    Each pass (``pass_size`` items of one permutation) is cut into groups of ``group`` micro-batches; a group
-    is sorted by length, cut into micro-batches, and those micro-batches are shuffled. The group shrinks to
-    half a pass when a pass is short, so batch composition stays random from pass to pass; a group never
-    spans two passes (no item twice in a micro-batch). Padding falls (MiniLM on Rotten Tomatoes, batch 16:
-    processed tokens 1.77× the real ones at group 1, 1.23× at group 4) while every item is still seen
-    once per pass. The pass's short final micro-batch (if any) stays last, where an ungrouped pass has it.
-    """
-    batches_per_pass = math.ceil(pass_size / micro_batch)
-    group = max(1, min(group, batches_per_pass // 2))
-    if group == 1:
-        return order
-    out = []
-    for start in range(0, len(order), pass_size):
-        one_pass = order[start:start + pass_size]
-        for g in range(0, len(one_pass), group * micro_batch):
-            chunk = one_pass[g:g + group * micro_batch]
-            chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
-            batches = [chunk[i:i + micro_batch] for i in range(0, len(chunk), micro_batch)]
-            full = [b for b in batches if len(b) == micro_batch]
-            out.extend(full[i] for i in rng.permutation(len(full)))
-            out.extend(b for b in batches if len(b) < micro_batch)  # a pass's short batch stays its last
-    return np.concatenate(out)
-
-
 def _run_epoch(model: nn.Module, raw: Classifier, optimizer: Any, scheduler: Any, accelerator: Any, *,
                order: np.ndarray, items: Any, y: np.ndarray, micro_batch: int, grad_accum: int,
                weights: torch.Tensor | None, multi_label: bool, grad_clip: float, epoch: int, progress: bool, bn_mode: str,
-               on_step: Callable[[int, int], None] | None, tqdm: Any) -> tuple[list[float], np.ndarray, np.ndarray, int]:
+               on_step: Callable[[int, int], None] | None, tqdm: Any,
+               bf16: bool = False) -> tuple[list[float], np.ndarray, np.ndarray, int]:
     device = accelerator.device
     model.train()
     set_batchnorm_mode(raw, bn_mode)
@@ -493,9 +413,9 @@ def _run_epoch(model: nn.Module, raw: Classifier, optimizer: Any, scheduler: Any
         batch = {k: v.to(device, non_blocking=True) for k, v in raw.encoder.prepare(chunk).items()}
         target = torch.as_tensor(y[index]).to(device)
         last_of_group = (i + 1) % grad_accum == 0 or i + 1 == len(batches)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = model(**batch)
-        loss = _loss(logits, target, weights, multi_label)
+        loss = _loss(logits.float(), target, weights, multi_label)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"non-finite training loss ({loss.item()}) at epoch {epoch}, micro-batch {i}; "
                                      "lower the learning rate, keep grad_clip > 0, or check the inputs for NaN")
@@ -515,17 +435,3 @@ def _run_epoch(model: nn.Module, raw: Classifier, optimizer: Any, scheduler: Any
         bar.update(1)
     bar.close()
     return losses, np.concatenate(probs_seen), np.concatenate(targets_seen), step
-
-
-def rank_shard(index: np.ndarray, rank: int, world: int) -> np.ndarray:
-    """Rank `rank`'s items of one micro-batch of item indices: positions rank, rank+world, … A batch with
-    fewer than `world` items is first padded by repeating it, so every rank has at least one item."""
-    if world <= 1:
-        return index
-    if len(index) < world:
-        index = np.resize(index, world)  # repeats the batch's items cyclically
-    return index[rank::world]
-
-
-def clear_checkpoint(checkpoint_dir: Path) -> None:
-    shutil.rmtree(checkpoint_dir, ignore_errors=True)

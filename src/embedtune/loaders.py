@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .data import SPLITS, DataError, Split, TaskData, _carve_val, _read_npz, group_split
+from .datatypes import SPLITS, DataError, Split, TaskData, carve_val, group_split, read_npz
 from .io import md5_file
 from .params import ParamsError, TaskParams, is_multi_label
 
@@ -94,7 +94,7 @@ def _load_medmnist(task: TaskParams, data_root: Path) -> TaskData:
     if actual != expected_md5:
         raise DataError(f"{path}: md5 {actual} does not match the published {expected_md5}; the file is truncated "
                         f"or altered: delete it and download it again from {MEDMNIST_URL.format(name=name)}")
-    arrays = _read_npz(path)
+    arrays = read_npz(path)
     splits = {}
     for split in SPLITS:
         for key in (f"{split}_images", f"{split}_labels"):
@@ -202,7 +202,7 @@ def _load_hf_text(task: TaskParams, data_root: Path) -> TaskData:
         _require_columns(frame, ["text", "label"], f"{folder}/{split}.csv")
     train = Split(x=frames["train"]["text"].astype(str).tolist(), y=frames["train"]["label"].to_numpy(np.int64))
     test = Split(x=frames["test"]["text"].astype(str).tolist(), y=frames["test"]["label"].to_numpy(np.int64))
-    train, val = _carve_val(train, fraction=0.1, seed=0)
+    train, val = carve_val(train, fraction=0.1, seed=0)
     return TaskData(name=task.source, kind="text", multi_label=False, label_names=["negative", "positive"],
                     splits={"train": train, "val": val, "test": test},
                     source={"source": task.source, "folder": str(folder), "licence": LICENCES[task.source],
@@ -257,7 +257,7 @@ def _load_table(task: TaskParams, data_root: Path) -> TaskData:
 def _load_npz(task: TaskParams, data_root: Path) -> TaskData:
     """Bring-your-own images: MedMNIST-style keys, or ``images`` + ``labels`` (split 80/10/10 here)."""
     path = _resolve(task, data_root)
-    arrays = _read_npz(path)
+    arrays = read_npz(path)
     if all(f"{s}_images" in arrays and f"{s}_labels" in arrays for s in SPLITS):
         splits = {s: Split(x=arrays[f"{s}_images"], y=arrays[f"{s}_labels"].reshape(len(arrays[f"{s}_images"]), -1)
                            .squeeze(1).astype(np.int64)) for s in SPLITS}
@@ -268,12 +268,28 @@ def _load_npz(task: TaskParams, data_root: Path) -> TaskData:
         raise DataError(f"{path}: expected keys images+labels or {{train,val,test}}_{{images,labels}}, "
                         f"found {sorted(arrays)}")
     for s, split in splits.items():
+        split.x = channels_last(split.x, where=f"{path} ({s})")
         if split.x.ndim not in (3, 4) or split.x.dtype != np.uint8:
             raise DataError(f"{path}: {s} images must be uint8 N×H×W or N×H×W×C, got {split.x.dtype} {split.x.shape}")
     n_classes = int(max(s.y.max() for s in splits.values())) + 1
     return TaskData(name=path.stem, kind="image", multi_label=False, label_names=[str(i) for i in range(n_classes)],
                     splits=splits, source={"source": "npz", "file": str(path), "md5": md5_file(path),
                                            "licence": "user data"})
+
+
+def channels_last(images: np.ndarray, *, where: str) -> np.ndarray:
+    """Images as N×H×W (grey) or N×H×W×3: a CHW array (channels first: 1 or 3 before two larger sides) is
+    transposed, a single channel is squeezed, and 4 channels (RGBA) lose alpha."""
+    if images.ndim == 4 and images.shape[1] in (1, 3, 4) and images.shape[3] not in (1, 3, 4):
+        images = np.ascontiguousarray(images.transpose(0, 2, 3, 1))
+    if images.ndim == 4 and images.shape[3] == 1:
+        images = images[..., 0]
+    if images.ndim == 4 and images.shape[3] == 4:
+        images = np.ascontiguousarray(images[..., :3])
+    if images.ndim == 4 and images.shape[3] != 3:
+        raise DataError(f"{where}: images of shape {images.shape[1:]}: expected H×W, H×W×C or C×H×W with 1, 3 "
+                        "or 4 channels")
+    return images
 
 
 def _load_image_folder(task: TaskParams, data_root: Path) -> TaskData:
@@ -295,9 +311,10 @@ def _load_image_folder(task: TaskParams, data_root: Path) -> TaskData:
                     labels.append(label)
         if not images:
             raise DataError(f"{folder}: no images ({sorted(exts)}) found in class folders {classes}")
-        shapes = {im.shape for im in images}
-        if len(shapes) > 1:
-            raise DataError(f"{folder}: images differ in size {sorted(shapes)[:3]}...; resize them to one size")
+        sizes = [im.shape[:2] for im in images]
+        common = max(set(sizes), key=sizes.count)  # images of another size are resized to the most common one
+        images = [im if im.shape[:2] == common else
+                  np.asarray(Image.fromarray(im).resize((common[1], common[0]), Image.BILINEAR)) for im in images]
         return Split(x=np.stack(images), y=np.asarray(labels, np.int64))
 
     if all((root / s).is_dir() for s in SPLITS):

@@ -97,16 +97,6 @@ def _check_finite(probs: np.ndarray) -> None:
                                  "(lower the learning rate or enable gradient clipping)")
 
 
-def metric_value(metrics: dict[str, Any], name: str) -> float:
-    """A metric as a float; undefined values (e.g. AUROC with one class) become NaN explicitly."""
-    value = metrics.get(name)
-    return float("nan") if value is None else float(value)
-
-
-def is_nan(value: float) -> bool:
-    return isinstance(value, float) and math.isnan(value)
-
-
 # ------------------------------------------------------------------------- fast main metric, selection
 
 

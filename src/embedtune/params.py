@@ -15,12 +15,14 @@ from typing import Any, Literal
 
 import yaml
 
+from .registry import MAIN_METRICS, TUNED_METHODS
+
 TASK_NAMES = ("sentiment", "medical", "legal")
-METHODS = ("full", "lp_ft", "lora", "partial")
+METHODS = TUNED_METHODS  # the tuned methods (registry.py); classic and probe always run
 SHIFTS = ("uci_sentences", "text_perturb", "image_corrupt")
 PROFILES = ("smoke", "cpu", "gpu")
 SOURCES = ("rotten_tomatoes", "medmnist", "lexglue", "imdb", "sst2", "table", "npz", "image_folder")
-METRICS = ("accuracy", "macro_f1", "balanced_accuracy", "auroc", "micro_f1")
+METRICS = MAIN_METRICS
 
 
 class ParamsError(ValueError):
@@ -32,7 +34,7 @@ class TaskParams:
     """One classification task: where its data comes from and how it is scored."""
 
     source: Literal["rotten_tomatoes", "medmnist", "lexglue", "imdb", "sst2", "table", "npz", "image_folder"]
-    main_metric: Literal["accuracy", "macro_f1", "balanced_accuracy", "auroc", "micro_f1"]
+    main_metric: Literal[MAIN_METRICS]
     name: str | None = None  # dataset config (pneumoniamnist, unfair_tos, ledgar, ...)
     path: str | None = None  # bring-your-own file or folder, relative to data_root unless absolute
     kind: Literal["text", "image"] | None = None  # inferred from source when omitted
@@ -66,6 +68,8 @@ class BudgetParams:
     # budgets every method runs, the tuned methods with the first seed only (the probe and classic with all
     # seeds); a single-seed interval comes from resampling test examples
     single_seed_sizes: tuple[int | Literal["all"], ...] = ()
+    # seeds the tuned methods run at a single-seed size (the first n of `seeds`); unlisted sizes: 1
+    seeds_at: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,7 @@ class ProbeParams:
 
 @dataclass(frozen=True)
 class FinetuneParams:
-    methods: tuple[Literal["full", "lp_ft", "lora", "partial"], ...] = METHODS
+    methods: tuple[Literal[TUNED_METHODS], ...] = METHODS
     batch_size: int = 16
     # learning-rate grid per method, searched on the selection rows at (search_budget, search_seed);
     # a pick at an edge extends the grid by ×lr_step (search.py). Image tasks scale full / lp_ft / partial
@@ -115,6 +119,9 @@ class FinetuneParams:
     evals_per_run: int = 5
     max_rounds: int | None = None  # hard cap on evaluations (≥ evals_per_run); None = evals_per_run
     patience: int = 2
+    # what patience watches: the selection metric, or the validation loss (smoother on a few hundred rows);
+    # the kept weights are always the best selection metric's
+    stop_on: Literal["metric", "val_loss"] = "metric"
     lr_restarts: int = 0  # restarts at LR ÷ lr_step of a run that did not learn (tuning.learned); 0 = never
     restart_loss_ratio: float = 0.8  # "did not learn": last round's training loss ≥ this × the first round's
     warmup_frac: float = 0.1
@@ -124,6 +131,7 @@ class FinetuneParams:
     length_grouping: int = 1  # text: micro-batches per length-sorted group (engine.length_grouped_order); 1 = off
     class_weights: bool = True
     bn_mode: Literal["frozen", "recalibrate", "train"] = "frozen"  # BatchNorm policy (engine.set_batchnorm_mode)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # training arithmetic (precision.py)
     price_per_device_hour: float = 0.0  # currency units; 0 = no cost estimate
 
 
@@ -136,6 +144,13 @@ class ShiftParams:
 
 
 @dataclass(frozen=True)
+class DecisionParams:
+    # the decision rule (decision.py): a cheaper method is picked only when its one-sided paired interval
+    # against the best shows it at most this many points of the main metric worse
+    margin_points: float = 1.0
+
+
+@dataclass(frozen=True)
 class ProfileParams:
     data: DataParams
     budgets: BudgetParams
@@ -143,6 +158,7 @@ class ProfileParams:
     probe: ProbeParams
     finetune: FinetuneParams
     shift: ShiftParams = field(default_factory=ShiftParams)
+    decision: DecisionParams = field(default_factory=DecisionParams)
 
 
 @dataclass(frozen=True)
@@ -271,8 +287,7 @@ def parse_params(raw: dict[str, Any], *, profile: str | None = None) -> Params:
     chosen = profile or raw.get("profile", "cpu")
     if chosen not in profiles:
         raise ParamsError(f"profile: bad value {chosen!r}; allowed values: {sorted(profiles)}")
-    methods = _coerce(raw.get("methods", list(METHODS)), tuple[Literal["full", "lp_ft", "lora", "partial"], ...],
-                      "methods")
+    methods = _coerce(raw.get("methods", list(METHODS)), tuple[Literal[TUNED_METHODS], ...], "methods")
     for name in profiles:
         given = ((raw.get("profiles") or {}).get(name) or {}).get("finetune", {}).get("methods")
         if given is not None:
@@ -284,6 +299,11 @@ def parse_params(raw: dict[str, Any], *, profile: str | None = None) -> Params:
     if not tasks:
         raise ParamsError("tasks: no task declared; declare at least one (sentiment, medical, legal, ...)")
     for name, prof in profiles.items():
+        allowed_at = [str(s) for s in prof.budgets.single_seed_sizes]
+        for size, count in prof.budgets.seeds_at.items():
+            if size not in allowed_at or not 1 <= count <= len(prof.budgets.seeds):
+                raise ParamsError(f"profiles.{name}.budgets.seeds_at: bad entry {size}: {count}; allowed keys: "
+                                  f"{allowed_at}, values: 1..{len(prof.budgets.seeds)} (the number of seeds)")
         for size in (*prof.budgets.sizes, *prof.budgets.probe_only_sizes, *prof.budgets.single_seed_sizes):
             if size != "all" and size < 2:
                 raise ParamsError(f"profiles.{name}.budgets.sizes: bad value {size}; budgets must be >= 2")
@@ -314,6 +334,9 @@ def parse_params(raw: dict[str, Any], *, profile: str | None = None) -> Params:
         if not 0 < ft.restart_loss_ratio < 1:
             raise ParamsError(f"profiles.{name}.finetune.restart_loss_ratio: bad value {ft.restart_loss_ratio}; "
                               "allowed values: numbers between 0 and 1")
+        if prof.decision.margin_points < 0:
+            raise ParamsError(f"profiles.{name}.decision.margin_points: bad value {prof.decision.margin_points}; "
+                              "allowed values: numbers >= 0 (points of the main metric)")
         if ft.lr_step <= 1:
             raise ParamsError(f"profiles.{name}.finetune.lr_step: bad value {ft.lr_step}; allowed values: numbers > 1")
         if prof.finetune.length_grouping < 1:

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .gridsearch import grid_search, nearest
 from .metrics import selection_score
 
 
@@ -275,21 +276,18 @@ def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val
         score, _ = selection_score(val_probs, y_val, main_metric)
         path.append((score, c, (w, b), val_probs))
 
-    for c in sorted(c_grid):
-        fit_at(c, _present_rows(path[-1][2], present) if path else None)
-    for _ in range(grid_extensions):  # a pick at an edge: one ×10 step beyond it, warm-started from the edge
-        best_score = max(entry[0] for entry in path)
-        best_c = min(entry[1] for entry in path if entry[0] == best_score)
-        cs = sorted(entry[1] for entry in path)
-        if best_c not in (cs[0], cs[-1]) or len(cs) == 1:
-            break
-        edge = next(entry for entry in path if entry[1] == best_c)
-        fit_at(best_c * 10 if best_c == cs[-1] else best_c / 10, _present_rows(edge[2], present))
-    best_score = max(entry[0] for entry in path)
-    _, best_c, (best_w, best_b), best_probs = min((entry for entry in path if entry[0] == best_score),
-                                                  key=lambda entry: entry[1])  # ties → stronger regularisation
-    cs = sorted(entry[1] for entry in path)
-    edge_limited = len(cs) > 1 and best_c in (cs[0], cs[-1])
+    solutions: dict[float, tuple[np.ndarray, np.ndarray]] = {}  # C → (w, b) over all columns
+
+    def evaluate(c: float) -> float:
+        warm = nearest(solutions, c)  # warm start from the nearest C tried (the previous one on the grid)
+        fit_at(c, None if warm is None else _present_rows(warm, present))
+        solutions[c] = path[-1][2]
+        return path[-1][0]
+
+    found = grid_search(evaluate, c_grid, step=10.0, extensions=grid_extensions)
+    best_c, best_score = found["chosen"], dict(found["path"])[found["chosen"]]
+    _, _, (best_w, best_b), best_probs = next(entry for entry in path if entry[1] == best_c)
+    edge_limited = found["edge_limited"]
     _, thresholds = selection_score(best_probs, y_val, main_metric)
     fit_seconds = time.perf_counter() - start
     model = LinearModel(weight=best_w if basis is None else best_w @ basis.T, bias=best_b, mean=mean, std=std,
@@ -382,19 +380,15 @@ def fit_classic(x_train: Any, y_train: np.ndarray, x_val: Any, y_val: np.ndarray
         score, thresholds = selection_score(model.predict_proba(x_val), y_val, main_metric)
         tried[c] = (score, model, thresholds)
 
-    for c in sorted(c_grid):
+    def evaluate(c: float) -> float:
         fit_at(c)
-    for _ in range(grid_extensions):  # a pick at an edge: one ×10 step beyond it
-        cs = sorted(tried)
-        best_c = max(cs, key=lambda c: (tried[c][0], -c))
-        if best_c not in (cs[0], cs[-1]) or len(cs) == 1:
-            break
-        fit_at(best_c * 10 if best_c == cs[-1] else best_c / 10)
-    cs = sorted(tried)
-    best_c = max(cs, key=lambda c: (tried[c][0], -c))  # ties → stronger regularisation
+        return tried[c][0]
+
+    found = grid_search(evaluate, c_grid, step=10.0, extensions=grid_extensions)
+    cs, best_c = sorted(tried), found["chosen"]  # ties → stronger regularisation
     score, model, thresholds = tried[best_c]
     info = {"c": best_c, "val_score": score, "fit_seconds": time.perf_counter() - start,
             "thresholds": None if thresholds is None else thresholds.tolist(),
             "c_path": [{"c": c, "val_score": tried[c][0]} for c in cs],
-            "edge_limited": len(cs) > 1 and best_c in (cs[0], cs[-1])}
+            "edge_limited": found["edge_limited"]}
     return model, info

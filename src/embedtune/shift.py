@@ -58,8 +58,9 @@ class ShiftSet:
     name: str  # unique, e.g. "imdb", "text_perturb@0.15", "gaussian_blur@3"
     shift: str  # source or corruption family: "imdb", "text_perturb", "gaussian_blur"
     severity: float  # 0 for real new data; strength or severity level otherwise
-    x: Any  # list[str] or uint8 (N, H, W)
+    x: Any  # list[str] or uint8 (N, H, W) / (N, H, W, C)
     y: np.ndarray
+    test_rows: np.ndarray | None = None  # graded sets: indices of the clean test rows they perturb
 
 
 # ------------------------------------------------------------------------------------------------ text
@@ -132,7 +133,8 @@ def load_uci_sentences(data_root: Path, *, label_map: dict[str, str], label_name
 
 
 def corrupt(images: np.ndarray, name: str, severity: int, *, seed: int) -> np.ndarray:
-    """MedMNIST-C corruption `name` at `severity` (1..5) of uint8 grey images (N, H, W); seeded."""
+    """MedMNIST-C corruption `name` at `severity` (1..5) of uint8 images, grey (N, H, W) or colour (N, H, W, 3);
+    seeded; the shape is kept."""
     if name not in CORRUPTIONS:
         raise ValueError(f"corruption: bad value {name!r}; allowed values: {sorted(CORRUPTIONS)}")
     if not 1 <= severity <= 5:
@@ -198,7 +200,8 @@ def _gaussian_blur(img: np.ndarray, c: float, rng: np.random.Generator) -> np.nd
     kernel = np.exp(-0.5 * (x / sigma) ** 2)
     kernel /= kernel.sum()
     pad = k // 2
-    out = np.pad(img.astype(np.float32), pad, mode="reflect")
+    # spatial axes only: an RGB image (H, W, 3) keeps its 3 channels
+    out = np.pad(img.astype(np.float32), [(pad, pad), (pad, pad)] + [(0, 0)] * (img.ndim - 2), mode="reflect")
     out = np.apply_along_axis(lambda r: np.convolve(r, kernel.astype(np.float32), mode="valid"), 0, out)
     out = np.apply_along_axis(lambda r: np.convolve(r, kernel.astype(np.float32), mode="valid"), 1, out)
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
@@ -261,14 +264,14 @@ def build_shift_sets(kinds: tuple[str, ...], *, test_x: Any, test_y: np.ndarray,
                 raise ValueError("shift text_perturb needs a text task; use image_corrupt for images")
             for strength in text_strengths:
                 sets.append(ShiftSet(f"text_perturb@{strength:g}", "text_perturb", float(strength),
-                                     perturb_texts(base_x, strength=strength, seed=seed), base_y))
+                                     perturb_texts(base_x, strength=strength, seed=seed), base_y, base))
         elif kind == "image_corrupt":
             if isinstance(base_x, list):
                 raise ValueError("shift image_corrupt needs an image task; use text_perturb for text")
             for name in CORRUPTIONS:
                 for severity in severities:
                     sets.append(ShiftSet(f"{name}@{severity}", name, float(severity),
-                                         corrupt(base_x, name, severity, seed=seed), base_y))
+                                         corrupt(base_x, name, severity, seed=seed), base_y, base))
         else:
             raise ValueError(f"shift: bad value {kind!r}; allowed values: ['image_corrupt', 'text_perturb', "
                              "'uci_sentences']")
@@ -281,6 +284,8 @@ def write_shift_sets(sets: list[ShiftSet], out_dir: Path) -> None:
     index = []
     for i, s in enumerate(sets):
         entry = {"name": s.name, "shift": s.shift, "severity": s.severity, "rows": len(s.y)}
+        if s.test_rows is not None:  # graded sets: which clean test rows they were built from
+            entry["test_rows"] = np.asarray(s.test_rows).tolist()
         if isinstance(s.x, list):
             entry["file"] = f"set{i:03d}.json"
             write_json(out_dir / entry["file"], {"x": s.x, "y": np.asarray(s.y).tolist()})
@@ -305,7 +310,9 @@ def read_shift_sets(out_dir: Path) -> list[ShiftSet]:
         else:
             with np.load(path) as npz:
                 x, y = npz["x"], npz["y"]
-        sets.append(ShiftSet(entry["name"], entry["shift"], float(entry["severity"]), x, y))
+        rows = entry.get("test_rows")
+        sets.append(ShiftSet(entry["name"], entry["shift"], float(entry["severity"]), x, y,
+                             None if rows is None else np.asarray(rows, np.int64)))
     return sets
 
 

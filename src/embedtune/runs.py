@@ -1,4 +1,5 @@
-"""Training stages of the tuned methods (full, lp_ft, lora, partial): learning-rate search, then the runs.
+"""Runs of the tuned methods (full, lp_ft, lora, partial): the shared context, one run, the run cache.
+The search and finetune stages (`stages.search`, `stages.finetune`) call these.
 
 Protocol (one selection set, search on validation, schedules that converge):
 1. **Selection rows.** Every method — classic, probe and each tuned one — picks its hyperparameters, its
@@ -29,7 +30,7 @@ import copy
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +39,18 @@ import pandas as pd
 
 from .backbones import Encoder, load_backbone
 from .costs import device_name, measure, price
-from .data import TaskData, load_prepared
-from .io import md5_file, read_json, seed_everything, write_csv, write_json, write_npz
+from .data import TaskData, load_prepared, selection_index
+from .io import md5_file, read_json, seed_everything, write_json, write_npz
 from .metrics import compute_metrics
+from .outputs import learned
 from .params import Params, check_method, task_kind
+from .paths import TaskPaths, load_subsets, run_key
+from .registry import metric_names
 from .shift import ShiftSet, read_shift_sets
 
 # the modules whose code decides a tuned run's numbers (their bytes enter the run-cache key)
-TRAINING_MODULES = ("engine.py", "backbones.py", "partial.py", "metrics.py", "tuning.py", "shift.py")
+TRAINING_MODULES = ("engine.py", "backbones.py", "partial.py", "metrics.py", "runs.py", "shift.py", "precision.py",
+                    "ordering.py", "outputs.py", "batchnorm.py")
 
 
 def source_digest(modules: tuple[str, ...] = TRAINING_MODULES) -> str:
@@ -57,18 +62,8 @@ def source_digest(modules: tuple[str, ...] = TRAINING_MODULES) -> str:
     return digest.hexdigest()
 
 
-def selection_index(data: TaskData, max_val: int | None) -> np.ndarray:
-    """Row indices (into the validation split) every method selects on (module docstring, step 1)."""
-    from .data import stratified_order
-
-    y = data.splits["val"].y
-    if max_val is None or len(y) <= max_val:
-        return np.arange(len(y))
-    return np.sort(stratified_order(y, seed=0, limit=max_val)[:max_val])
-
-
 def selection_rows(data: TaskData, max_val: int | None) -> Any:
-    """The validation rows every method selects on (a Split)."""
+    """The validation rows every method selects on (a Split; `data.selection_index`)."""
     return data.splits["val"].take(selection_index(data, max_val))
 
 
@@ -98,16 +93,20 @@ def method_lr_grid(params: Params, task: str, method: str) -> tuple[float, ...]:
 
 
 def train_config(params: Params, task: str, method: str, *, seed: int, lr: float) -> Any:
+    """The engine's config: every field it shares with `FinetuneParams` is read from there (no copies)."""
     from .engine import TrainConfig
+    from .precision import choose
 
-    ft = params.scale.finetune
-    return TrainConfig(method=method, max_epochs=ft.max_epochs, batch_size=ft.batch_size, lr=lr, head_lr=ft.head_lr,
-                       lora_rank=ft.lora_rank, lora_alpha=ft.lora_alpha, lora_targets=ft.lora_targets,
-                       warmup_frac=ft.warmup_frac, weight_decay=ft.weight_decay, grad_accum=ft.grad_accum,
-                       grad_clip=ft.grad_clip, patience=ft.patience, min_steps=ft.min_steps, max_steps=ft.max_steps,
-                       evals_per_run=ft.evals_per_run, max_rounds=ft.max_rounds, length_grouping=ft.length_grouping,
-                       class_weights=ft.class_weights, bn_mode=ft.bn_mode, main_metric=params.task(task).main_metric,
-                       seed=seed)
+    device = "cuda" if torch_cuda_available() else "cpu"
+    return TrainConfig.from_params(params.scale.finetune, method=method, lr=lr, seed=seed,
+                                   main_metric=params.task(task).main_metric,
+                                   precision=choose(params.scale.finetune.precision, device))
+
+
+def torch_cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
 
 
 @dataclass
@@ -130,6 +129,8 @@ class StageContext:
     accelerator: Any
     banks: dict[str, Any]  # partial: frozen lower-block outputs of train / val / test / each shift set
     source: str
+    precision: str = "fp32"  # "bf16" or "fp32" (precision.choose)
+    flops: dict[str, float] = field(default_factory=dict)  # per-item FLOPs of this run shape (run_flops)
 
     @property
     def multi(self) -> bool:
@@ -144,8 +145,6 @@ def stage_context(params: Params, task: str, method: str, *, root: Path, progres
     """Load data, selection rows, shift sets, backbone (and for partial the lower-block banks)."""
     import torch
     from accelerate import Accelerator
-
-    from .stages import TaskPaths, load_subsets
 
     check_method(method)
     if method not in params.scale.finetune.methods:
@@ -209,20 +208,12 @@ def _items(ctx: StageContext, split: str, raw: Any) -> Any:
     return ctx.banks[split] if ctx.method == "partial" else raw
 
 
-def learned(history: list[dict[str, float]], ratio: float) -> bool:
-    """A run learned when its training loss at the last evaluation is below `ratio` × the first round's (a run
-    that never gets there sat at its initial loss: an unstable learning rate, module docstring step 3)."""
-    losses = [float(h["train_loss"]) for h in history]
-    return len(losses) < 2 or losses[-1] < ratio * losses[0]
-
-
 def run_one(ctx: StageContext, *, seed: int, budget: int, lr: float, progress: bool = True,
             score_shift: bool = True, restarts: int | None = None) -> dict[str, Any]:
     """Train one run (or reuse it from the run cache) and score test and shift sets; see the module doc.
     `restarts` (default ``finetune.lr_restarts``; the search passes 0) bounds the restarts at a lower rate."""
     from .costs import count_parameters
     from .engine import predict, train
-    from .stages import TaskPaths, metric_names, run_key
 
     ft = ctx.params.scale.finetune
     restarts = ft.lr_restarts if restarts is None else restarts
@@ -288,7 +279,9 @@ def run_one(ctx: StageContext, *, seed: int, budget: int, lr: float, progress: b
            "val_score": result.best_val_score, "n_val": len(ctx.val.y), "steps": result.steps,
            "planned_steps": result.extra["planned_steps"], "best_step": result.best_step,
            "evaluations": len(result.history), "still_improving": result.still_improving,
-           "stopped_early": result.stopped_early, "train_seconds": cost.seconds, "infer_seconds": infer_seconds,
+           "stopped_early": result.stopped_early, "stop_reason": result.stop_reason,
+           "epochs_seen": samples_trained / max(len(index), 1), "precision": config.precision,
+           **run_flops(ctx, model, samples_trained=samples_trained, evaluations=len(result.history), budget=budget), "train_seconds": cost.seconds, "infer_seconds": infer_seconds,
            "infer_ms_per_1000": 1000 * 1000 * infer_seconds / max(len(ctx.test.y), 1),
            "train_samples_per_s": samples_trained / max(cost.seconds, 1e-9), "peak_mem_mib": cost.peak_mem_mib,
            "trainable_params": trainable, "total_params": total, "device": device_name(device),
@@ -317,60 +310,58 @@ def run_one(ctx: StageContext, *, seed: int, budget: int, lr: float, progress: b
     return {**out, "arrays": arrays, "cached": False}
 
 
+def _per_item_flops(model: Any, encoder: Any, items: Any, *, backward: bool) -> float:
+    """FLOPs per item of one forward (and backward) pass of `model` over the first ≤32 of `items`."""
+    import torch
+
+    from .costs import count_flops
+
+    n = min(32, len(items))
+    chunk = items[:n] if not isinstance(items, list) else list(items[:n])
+    batch = encoder.prepare(chunk)
+    device = next(model.parameters()).device
+    batch = {k: v.to(device) for k, v in batch.items()}
+    was_training = model.training
+    model.eval()  # dropout off: the count is of the arithmetic, not of a random mask
+    if backward:
+        flops = count_flops(lambda: model(**batch).float().sum().backward())
+        model.zero_grad(set_to_none=True)
+    else:
+        with torch.no_grad():
+            flops = count_flops(lambda: model(**batch))
+    model.train(was_training)
+    return flops / n
+
+
+def run_flops(ctx: StageContext, model: Any, *, samples_trained: int, evaluations: int,
+              budget: int) -> dict[str, float]:
+    """Training and inference FLOPs of one run, counted once per run shape (task × method; PyTorch's
+    FlopCounterMode on real selection rows): training = forward+backward per item × items trained + forward
+    per item × selection rows × evaluations (+ partial: its frozen lower blocks once per budget and
+    selection row); inference per row = the whole model's forward (partial: lower blocks included)."""
+    if "train_item" not in ctx.flops:
+        from .engine import Classifier
+
+        items = _items(ctx, "val", ctx.val.x)
+        ctx.flops["train_item"] = _per_item_flops(model, model.encoder, items, backward=True)
+        ctx.flops["forward_item"] = _per_item_flops(model, model.encoder, items, backward=False)
+        ctx.flops["serve_item"] = ctx.flops["forward_item"]
+        if ctx.method == "partial":  # the whole backbone's forward, which serving runs
+            whole = Classifier(ctx.base_encoder, ctx.n_outputs)
+            ctx.flops["serve_item"] = _per_item_flops(whole, ctx.base_encoder, ctx.val.x, backward=False)
+    lower = ctx.flops["serve_item"] - ctx.flops["forward_item"]  # 0 unless partial
+    train = (ctx.flops["train_item"] * samples_trained + ctx.flops["forward_item"] * len(ctx.val.y) * evaluations
+             + lower * (budget + len(ctx.val.y)))
+    return {"train_flops": float(train), "infer_flops_per_row": float(ctx.flops["serve_item"])}
+
+
 def _weights_hash(ctx: StageContext) -> str:
     if not hasattr(ctx, "_weights"):
         ctx._weights = ctx.base_encoder.weights_hash()  # type: ignore[attr-defined]
     return ctx._weights  # type: ignore[attr-defined]
 
 
-def grid_search(evaluate: Any, grid: tuple[float, ...], *, step: float, extensions: int) -> dict[str, Any]:
-    """Evaluate every grid value; while the best is at an edge, add the next value ×`step` beyond it (at
-    most `extensions` times). Ties go to the smaller value. Returns the path, the pick and whether the
-    pick is still at an edge of what was tried."""
-    scores = {float(v): float(evaluate(float(v))) for v in sorted(grid)}
-    added = 0
-    while True:
-        values = sorted(scores)
-        best = max(values, key=lambda v: (scores[v], -v))
-        at_low, at_high = best == values[0], best == values[-1]
-        if not (at_low or at_high) or added >= extensions or len(values) == 1 and added >= extensions:
-            break
-        nxt = best / step if at_low else best * step
-        scores[nxt] = float(evaluate(nxt))
-        added += 1
-    values = sorted(scores)
-    best = max(values, key=lambda v: (scores[v], -v))
-    return {"path": [(v, scores[v]) for v in values], "chosen": best,
-            "edge_limited": best in (values[0], values[-1]) and len(values) > 1}
-
-
-def search_stage(params: Params, task: str, method: str, *, root: Path = Path("."),
-                 progress: bool = True) -> pd.DataFrame:
-    """LR search at the pilot budget and seed (module docstring, step 2) → results/<task>/hparams/<method>.csv."""
-    from .stages import TaskPaths
-
-    seed_everything(0)
-    ctx = stage_context(params, task, method, root=root, progress=progress)
-    ft = params.scale.finetune
-    budget = _resolve_budget(ctx, ft.search_budget)
-    runs: dict[float, dict[str, Any]] = {}
-
-    def evaluate(lr: float) -> float:
-        runs[lr] = run_one(ctx, seed=ft.search_seed, budget=budget, lr=lr, progress=progress, restarts=0)
-        return runs[lr]["row"]["val_score"]
-
-    found = grid_search(evaluate, method_lr_grid(params, task, method), step=ft.lr_step,
-                        extensions=ft.grid_extensions)
-    frame = pd.DataFrame([{"method": method, "hyperparameter": "lr", "value": lr, "val_score": score,
-                           "chosen": lr == found["chosen"], "edge_limited": found["edge_limited"],
-                           "budget": budget, "seed": ft.search_seed, "n_val": len(ctx.val.y),
-                           "still_improving": runs[lr]["row"]["still_improving"]}
-                          for lr, score in found["path"]])
-    write_csv(TaskPaths(root, task).results / "hparams" / f"{method}.csv", frame)
-    return frame
-
-
-def _resolve_budget(ctx: StageContext, budget: int | str) -> int:
+def resolve_budget(ctx: StageContext, budget: int | str) -> int:
     n = len(ctx.data.splits["train"].y)
     value = n if budget == "all" else int(budget)
     if str(value) not in ctx.subsets["subsets"][str(ctx.subsets["seeds"][0])]:
@@ -389,38 +380,12 @@ def chosen_lr(path: Path, method: str) -> float:
     return float(picked["value"].iloc[0])
 
 
-def finetune_stage(params: Params, task: str, method: str, *, root: Path = Path("."),
-                   progress: bool = True) -> dict[str, pd.DataFrame]:
-    """Every tuned run of `method` at the searched LR (module docstring, step 3): results, curves, test
-    predictions (float64) and shift scores."""
-    from .stages import TaskPaths, metric_names, run_key, write_method_outputs
-
-    seed_everything(0)
-    paths = TaskPaths(root, task)
-    lr = chosen_lr(paths.results / "hparams" / f"{method}.csv", method)
-    ctx = stage_context(params, task, method, root=root, progress=progress)
-    rows, curves, shift_rows, preds = [], [], [], {}
-    for seed, budget in tuned_runs(ctx.subsets):
-        out = run_one(ctx, seed=seed, budget=budget, lr=lr, progress=progress)
-        key = run_key(seed, budget)
-        rows.append(out["row"])
-        curves.extend(out["curve"])
-        shift_rows.extend(out["shift"])
-        preds[key] = out["arrays"]["probs"]
-        if "thresholds" in out["arrays"]:
-            preds[f"thr_{key}"] = out["arrays"]["thresholds"]
-    frame = write_method_outputs(paths, method, rows, preds, y_test=ctx.test.y,
-                                 summary_columns=metric_names(ctx.multi))
-    curve_frame = pd.DataFrame(curves)
-    write_csv(paths.results / "curves" / f"{method}.csv", curve_frame)
-    write_csv(paths.results / "shift" / f"{method}.csv", pd.DataFrame(shift_rows))
-    return {method: frame, "curves": curve_frame}
-
-
 def tuned_runs(subsets: dict[str, Any]) -> list[tuple[int, int]]:
-    """(seed, budget) pairs the tuned methods run: every seed at the shared sizes, the first seed at the
-    single-seed sizes (prepare_stage writes both lists)."""
-    first = subsets["seeds"][0]
-    runs = [(int(seed), int(b)) for seed in subsets["seeds"] for b in subsets["shared_sizes"]]
-    runs += [(int(first), int(b)) for b in subsets.get("single_seed_sizes", [])]
-    return sorted(set(runs), key=lambda r: (r[1], r[0]))
+    """(seed, budget) pairs the tuned methods run: ``seeds_by_size`` from `stages.prepare` (every seed at
+    the shared sizes, the first n at the larger ones), ordered by budget then seed."""
+    by_size = subsets.get("seeds_by_size")
+    if by_size is None:  # written before seeds_by_size existed: the first seed at the single-seed sizes
+        by_size = {str(b): subsets["seeds"] for b in subsets["shared_sizes"]}
+        by_size.update({str(b): subsets["seeds"][:1] for b in subsets.get("single_seed_sizes", [])})
+    runs = {(int(seed), int(budget)) for budget, seeds in by_size.items() for seed in seeds}
+    return sorted(runs, key=lambda r: (r[1], r[0]))

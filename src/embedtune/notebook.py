@@ -1,0 +1,103 @@
+"""Render a stage's notebook: papermill executes ``notebooks/<name>.ipynb`` with the stage's parameters, then
+nbconvert writes the reader's HTML (no code cells) under ``reports/``.
+
+    python -m embedtune.notebook 01-linear-probe --task sentiment
+    python -m embedtune.notebook 02-finetune --task legal --method lora
+    python -m embedtune.notebook 04-summary
+
+Each notebook's first code cell validates its parameters (`load`) and calls its stage's ``run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from .params import PROFILES, Params, ParamsError, check_method, load_params
+
+NOTEBOOKS = {"01-linear-probe": "task", "02-finetune": "task+method", "03-compare": "task", "04-summary": "all"}
+
+
+def load(*, params_path: str, profile: str, task: str | None = None, method: str | None = None,
+         root: str = ".") -> tuple[Params, Path]:
+    """Validate papermill parameters (types and names) and load params.yaml for `profile`."""
+    for name, value in (("params_path", params_path), ("profile", profile), ("root", root)):
+        if not isinstance(value, str):
+            raise ParamsError(f"notebook parameter {name}: bad value {value!r} ({type(value).__name__}); "
+                              "expected a string")
+    if profile not in PROFILES:
+        raise ParamsError(f"notebook parameter profile: bad value {profile!r}; allowed values: {list(PROFILES)}")
+    params = load_params(params_path, profile=profile)
+    if task is not None:
+        if not isinstance(task, str):
+            raise ParamsError(f"notebook parameter task: bad value {task!r}; expected a task name string")
+        params.task(task)
+    if method is not None:
+        check_method(method)
+    return params, Path(root)
+
+
+def render(name: str, *, params_path: Path, root: Path, task: str | None = None, method: str | None = None,
+           profile: str | None = None, kernel: str = "python3") -> Path:
+    """Execute notebooks/<name>.ipynb with papermill and render it to HTML under reports/.
+
+    Outputs: reports/<task>/<name>[-<method>].html (or reports/summary.html); the executed .ipynb sits
+    beside it. Both are written to a temporary file first and renamed, so a failed run leaves neither."""
+    import papermill
+
+    if name not in NOTEBOOKS:
+        raise ParamsError(f"notebook {name!r} unknown; known notebooks: {sorted(NOTEBOOKS)}")
+    params = load_params(params_path, profile=profile)
+    # paths relative to `root` (papermill's working directory): no machine's absolute path enters a report
+    parameters = {"params_path": os.path.relpath(params_path.resolve(), root.resolve()), "profile": params.profile,
+                  "root": "."}
+    if task is not None:
+        params.task(task)
+        parameters["task"] = task
+    if method is not None:
+        parameters["method"] = check_method(method)
+    suffix = f"-{method}" if method else ""
+    out_base = root / "reports" / "summary" if name == "04-summary" else root / "reports" / str(task) / f"{name}{suffix}"
+    out_base.parent.mkdir(parents=True, exist_ok=True)
+    source = Path(__file__).resolve().parents[2] / "notebooks" / f"{name}.ipynb"
+    # tqdm.auto (imported by libraries in the kernel) warns that ipywidgets is missing, quoting the path of
+    # its own file: keep that warning, and the machine's path in it, out of the rendered report
+    kernel_warnings = "ignore:IProgress not found"
+    current = os.environ.get("PYTHONWARNINGS")
+    if kernel_warnings not in (current or ""):
+        os.environ["PYTHONWARNINGS"] = f"{current},{kernel_warnings}" if current else kernel_warnings
+    with tempfile.TemporaryDirectory(prefix="embedtune-nb-") as tmp:  # scratch outside reports/
+        executed = Path(tmp) / f"{out_base.name}.ipynb"
+        papermill.execute_notebook(str(source), str(executed), parameters=parameters, kernel_name=kernel,
+                                   cwd=str(root.resolve()), progress_bar=False)
+        subprocess.run([sys.executable, "-m", "nbconvert", "--to", "html", "--no-input", "--log-level", "WARN",
+                        str(executed)], check=True)
+        for produced, final in ((executed.with_suffix(".html"), out_base.with_suffix(".html")),
+                                (executed, out_base.with_suffix(".ipynb"))):
+            staged = final.with_name(f".{final.name}.tmp")
+            shutil.copyfile(produced, staged)
+            os.replace(staged, final)
+    return out_base.with_suffix(".html")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .entry import guarded
+
+    parser = argparse.ArgumentParser(prog="python -m embedtune.notebook", description=__doc__.splitlines()[0])
+    parser.add_argument("name", help=f"one of {sorted(NOTEBOOKS)}")
+    parser.add_argument("--task")
+    parser.add_argument("--method")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--root", type=Path, default=Path("."))
+    args = parser.parse_args(argv)
+    return guarded(lambda: print("wrote", render(args.name, params_path=args.params, root=args.root,
+                                                 task=args.task, method=args.method)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

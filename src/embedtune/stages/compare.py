@@ -1,0 +1,68 @@
+"""Stage `compare`: every method of one task side by side — paired comparisons, the decision per budget,
+shift drops, learning/cost/shift figures and the headline. Notebook 03 calls `run` and shows what it wrote."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .. import compare, reports
+from ..decision import decision_guide
+from ..io import read_json, write_csv, write_json
+from ..params import Params
+from ..paths import TaskPaths
+from ..registry import METHOD_ORDER, TUNED_METHODS
+
+
+def run(params: Params, task: str, *, root: Path = Path("."), n_boot: int = 1000) -> dict[str, Any]:
+    """Write ``results/<task>/{comparisons,decision,learning_curve,shift,shift_drops,shift_compare,hparams}.csv``,
+    ``metrics/<task>/headline.json`` and the task's three PNGs; return them for the notebook."""
+    paths = TaskPaths(root, task)
+    metric = params.task(task).main_metric
+    results = compare.load_results(paths.results)
+    methods = [m for m in METHOD_ORDER if m in set(results["method"].astype(str))]
+    preds = {m: compare.load_predictions(paths.results, m) for m in methods}
+    pairs = compare.all_comparisons(preds, metric=metric, n_boot=n_boot)
+    comparisons = pd.concat([compare.comparisons_frame(v) for v in pairs.values()], ignore_index=True)
+    write_csv(paths.results / "comparisons.csv", comparisons)
+    crossing = {m: compare.crossing_budget(pairs.get((m, "probe"), [])) for m in TUNED_METHODS if m in methods}
+    embed_meta = paths.embeddings / "meta.json"
+    seconds_per_row = (read_json(embed_meta).get("cost", {}) or {}).get("seconds_per_row") \
+        if embed_meta.is_file() else None
+    guide = decision_guide(results, preds, metric=metric, embed_seconds_per_row=seconds_per_row,
+                           margin=params.scale.decision.margin_points)
+    write_csv(paths.results / "decision.csv", guide)
+    headline = compare.headline(results, metric)
+    shift_table = compare.load_shift(paths.results)
+    write_csv(paths.results / "shift.csv", shift_table)
+    drops = compare.shift_drops(results, shift_table, metric)
+    write_csv(paths.results / "shift_drops.csv", drops)
+    write_csv(paths.results / "shift_compare.csv", compare.drop_differences(drops))
+    robustness = {}
+    if not drops.empty:
+        at = drops[drops["budget"] == headline["budget"]]
+        robustness = {str(m): float(v) for m, v in at.groupby("method")["drop_points"].mean().items()}
+    headline.update({"crossing_budget": crossing, "task": task, "shift_drop_points": robustness})
+    write_json(paths.metrics / "headline.json", headline)
+    wide = compare.summary_table(results, metric).astype({"method": str}).pivot(index="budget", columns="method",
+                                                                                values="mean")
+    write_csv(paths.results / "learning_curve.csv", wide[[m for m in METHOD_ORDER if m in wide]].reset_index())
+    hparams_dir = paths.results / "hparams"
+    frames = [pd.read_csv(p) for p in sorted(hparams_dir.glob("*.csv")) if p.stat().st_size > 1] \
+        if hparams_dir.is_dir() else []
+    write_csv(paths.results / "hparams.csv", pd.concat(frames, ignore_index=True) if frames else pd.DataFrame())
+    figures = {
+        "learning_curve": reports.save_figure(
+            reports.learning_curve_figure(results, metric, title=f"{task}: all methods"),
+            paths.figure("learning-curves")),
+        "cost_quality": reports.save_figure(
+            reports.cost_quality_figure(results, metric, title=f"{task}: quality vs cost"),
+            paths.figure("cost-quality")),
+        "shift": reports.save_figure(
+            reports.shift_figure(drops, metric, budget=headline["budget"],
+                                 title=f"{task}: {metric} under shift, {headline['budget']} labels"),
+            paths.figure("shift")),
+    }
+    return {"metric": metric, "figures": figures, "crossing": crossing, "headline": headline}

@@ -1,0 +1,50 @@
+"""Stage `finetune`: every run of one tuned method on one task at the searched learning rate (`runs`
+docstring, step 3): results, curves, test predictions (float64), shift scores and the stage's figures.
+Notebook 02 calls `run` and shows what it wrote."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .. import reports
+from ..io import seed_everything, write_csv
+from ..outputs import write_method_outputs
+from ..params import Params
+from ..paths import TaskPaths, run_key
+from ..registry import metric_names
+from ..runs import chosen_lr, run_one, stage_context, tuned_runs
+
+
+def run(params: Params, task: str, method: str, *, root: Path = Path("."), progress: bool = True) -> dict[str, Any]:
+    """Write ``results/<task>/{<method>.csv, preds/, curves/, shift/}``, ``metrics/<task>/<method>.json`` and
+    the method's learning-curve and training-curve PNGs. Needs the search stage's pick."""
+    seed_everything(0)
+    paths = TaskPaths(root, task)
+    lr = chosen_lr(paths.hparams(method), method)
+    ctx = stage_context(params, task, method, root=root, progress=progress)
+    rows, curves, shift_rows, preds = [], [], [], {}
+    for seed, budget in tuned_runs(ctx.subsets):
+        out = run_one(ctx, seed=seed, budget=budget, lr=lr, progress=progress)
+        key = run_key(seed, budget)
+        rows.append(out["row"])
+        curves.extend(out["curve"])
+        shift_rows.extend(out["shift"])
+        preds[key] = out["arrays"]["probs"]
+        if "thresholds" in out["arrays"]:
+            preds[f"thr_{key}"] = out["arrays"]["thresholds"]
+    frame = write_method_outputs(paths, method, rows, preds, y_test=ctx.test.y,
+                                 summary_columns=metric_names(ctx.multi))
+    curve_frame = pd.DataFrame(curves)
+    write_csv(paths.results / "curves" / f"{method}.csv", curve_frame)
+    write_csv(paths.results / "shift" / f"{method}.csv", pd.DataFrame(shift_rows))
+    metric = params.task(task).main_metric
+    frames = [frame] + ([pd.read_csv(paths.results / "probe.csv")] if (paths.results / "probe.csv").is_file() else [])
+    both = pd.concat(frames, ignore_index=True)
+    curve = reports.save_figure(reports.learning_curve_figure(both, metric, title=f"{task}: {method} vs probe"),
+                                paths.figure(f"{method}-learning-curve"))
+    training = reports.save_figure(reports.training_curves_figure(curve_frame, title=f"{task}: {method} training"),
+                                   paths.figure(f"{method}-training-curves"))
+    return {"results": frame, "curves": curve_frame, "learning_curve": curve, "training_curves": training}

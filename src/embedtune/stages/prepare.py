@@ -1,0 +1,52 @@
+"""Stage `prepare`: canonical splits, data card and the nested budget subsets of one task."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..data import budget_subsets, build_prepared, write_prepared
+from ..params import Params
+from ..paths import TaskPaths
+
+
+def run(params: Params, task: str, *, root: Path = Path(".")) -> dict[str, Any]:
+    """Write ``data/prepared/<task>/`` (splits, ``card.json``, ``subsets.json``); return the data card.
+
+    Everything is computed and validated in memory first (the budgets against the train split included),
+    then the folder is written in one swap (`data.write_prepared`): bad input leaves the old folder as it was.
+    ``subsets.json`` lists the seeds of each budget: ``seeds_by_size`` (the tuned methods run the seeds listed
+    there; the probe and classic run every seed at every size)."""
+    paths = TaskPaths(root, task)
+    scale = params.scale
+    data, card = build_prepared(task, params.task(task), data_root=params.data_root,
+                                max_train=scale.data.max_train, max_eval=scale.data.max_eval)
+    n_train = len(data.splits["train"])
+    b = scale.budgets
+    subsets = budget_subsets(data.splits["train"].y, sizes=(*b.sizes, *b.probe_only_sizes, *b.single_seed_sizes),
+                             seeds=b.seeds)
+
+    def resolve(sizes: tuple[int | str, ...]) -> list[int]:
+        return sorted({n_train if s == "all" else int(s) for s in sizes})
+
+    shared = resolve(b.sizes)
+    single = [s for s in resolve(b.single_seed_sizes) if s not in shared]
+    seeds_by_size = {str(s): list(b.seeds) for s in shared}
+    for given in b.single_seed_sizes:  # the larger budgets: the first `seeds_at[size]` seeds (default 1)
+        size = n_train if given == "all" else int(given)
+        if size not in shared:
+            seeds_by_size[str(size)] = list(b.seeds[:b.seeds_at.get(str(given), 1)])
+    card = write_prepared(data, card, paths.prepared, extra_json=lambda card: {paths.subsets.name: {
+        "sizes": sorted(int(s) for s in next(iter(subsets.values()))), "shared_sizes": shared,
+        "single_seed_sizes": single, "tuned_sizes": sorted({*shared, *single}), "n_train": n_train,
+        "seeds": list(b.seeds), "seeds_by_size": seeds_by_size, "subsets": subsets,
+        "data_checksum": card["checksum"]}})
+    print(f"{task}: counts {card['counts']}, duplicates removed {card['duplicates_removed']}")
+    return card
+
+
+if __name__ == "__main__":
+    from ..entry import stage_main
+
+    sys.exit(stage_main(run, doc=__doc__))

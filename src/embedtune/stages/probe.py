@@ -1,0 +1,178 @@
+"""Stage `probe`: the linear probe on cached embeddings and the classic floor (TF-IDF / raw pixels + logistic
+regression) at every budget × seed of one task, selected on the shared selection rows; every run also
+scores every shift set. Notebook 01 calls `run` and shows what it wrote."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .. import reports
+from ..backbones import encode, load_backbone
+from ..compare import load_predictions
+from ..costs import device_name, measure, price
+from ..data import TaskData, load_prepared, selection_index
+from ..embeddings import load_embeddings
+from ..io import read_json, seed_everything, write_csv, write_npz
+from ..metrics import compute_metrics
+from ..outputs import shift_row, write_method_outputs
+from ..params import Params, is_multi_label, task_kind
+from ..paths import TaskPaths, load_subsets, run_key
+from ..probe import classic_features, fit_classic, fit_probe
+from ..registry import metric_names
+from ..shift import ShiftSet, read_shift_sets
+
+
+def run(params: Params, task: str, *, root: Path = Path("."), device: str = "cpu") -> dict[str, Any]:
+    """Write ``results/<task>/{probe,classic}.csv``, their predictions, shift rows and C searches,
+    ``data/probe_heads/<task>.npz`` (raw-feature heads LP-FT starts from), ``metrics/<task>/{probe,classic}.json``
+    and the probe's figures. Returns the results and figure paths for the notebook."""
+    seed_everything(0)
+    paths = TaskPaths(root, task)
+    data = load_prepared(paths.prepared)
+    subsets = load_subsets(paths)
+    emb = load_embeddings(paths.embeddings, expect_checksum=data.source["checksum"])
+    embed_meta = read_json(paths.embeddings / "meta.json")
+    task_params = params.task(task)
+    names = metric_names(is_multi_label(task_params) or data.multi_label)
+    sel = selection_index(data, params.scale.data.max_val)
+    y = {s: data.splits[s].y for s in ("train", "val", "test")}
+    y["val"] = y["val"][sel]
+    emb_val = emb["val"][sel]
+    val_x = data.splits["val"].take(sel).x
+    sets = read_shift_sets(paths.shift)
+    shift_emb = _embed_shift_sets(params, task, sets, device=device)
+    n_outputs = y["train"].shape[1] if y["train"].ndim == 2 else len(data.label_names)
+    probe_cfg = params.scale.probe
+    ft = params.scale.finetune
+    cost_meta = embed_meta.get("cost", {}) or {}
+    seconds_per_row, backbone_params = cost_meta.get("seconds_per_row"), cost_meta.get("backbone_params")
+    embed_flops_per_row = embed_meta.get("flops_per_row")
+    probe_rows, classic_rows, probe_preds, classic_preds, heads, shift_rows, hparams = [], [], {}, {}, {}, [], []
+    pilot = (str(ft.search_seed), str(subsets["n_train"] if ft.search_budget == "all" else ft.search_budget))
+    for seed, by_size in subsets["subsets"].items():
+        for budget, index in by_size.items():
+            index = np.asarray(index)
+            seed_everything(int(seed))
+            with measure(device) as cost:
+                model, info = fit_probe(emb["train"][index], y["train"][index], emb_val, y["val"],
+                                        c_grid=probe_cfg.c_grid, main_metric=task_params.main_metric,
+                                        n_outputs=n_outputs, max_iter=probe_cfg.max_iter,
+                                        grid_extensions=probe_cfg.grid_extensions)
+            start = time.perf_counter()
+            probs = model.predict_proba(emb["test"])
+            infer_seconds = time.perf_counter() - start
+            thresholds = None if info["thresholds"] is None else np.asarray(info["thresholds"])
+            metrics = compute_metrics(probs, y["test"], thresholds=thresholds)
+            key = run_key(seed, budget)
+            heads[f"w_{key}"], heads[f"b_{key}"] = model.raw_head()
+            probe_preds[key] = probs
+            if thresholds is not None:
+                probe_preds[f"thr_{key}"] = thresholds
+            trainable = int(model.weight.size + model.bias.size)
+            # serving a prediction = embedding it (the backbone's forward) + the linear head
+            serve_seconds = infer_seconds + (seconds_per_row or 0.0) * len(y["test"])
+            embedded_rows = len(index) + len(y["val"])
+            probe_rows.append({
+                "task": task, "method": "probe", "seed": int(seed), "budget": int(budget),
+                **{k: v for k, v in metrics.items() if k in names}, "c": info["c"], "val_score": info["val_score"],
+                "c_edge_limited": info["edge_limited"], "n_val": len(y["val"]),
+                "train_seconds": cost.seconds,
+                "embed_seconds": None if seconds_per_row is None else seconds_per_row * embedded_rows,
+                "infer_seconds": infer_seconds, "infer_ms_per_1000": 1e6 * serve_seconds / len(y["test"]),
+                "peak_mem_mib": cost.peak_mem_mib, "trainable_params": trainable,
+                "total_params": trainable + (backbone_params or 0),
+                # building = embedding the rows it needs + fitting; serving = backbone forward + head, per row
+                "train_flops": info["flops"] + (embed_flops_per_row or 0) * embedded_rows,
+                "infer_flops_per_row": (embed_flops_per_row or 0) + 2 * trainable,
+                "device": device_name(device), "cost": price(cost.seconds, ft.price_per_device_hour),
+            })
+            for s in sets:
+                shift_metrics = compute_metrics(model.predict_proba(shift_emb[s.name]), s.y, thresholds=thresholds)
+                shift_rows.append(shift_row(task=task, method="probe", seed=int(seed), budget=int(budget),
+                                            shift_set=s, metrics=shift_metrics, names=names))
+            row, c_path = _classic_run(data, index, y, seed=int(seed), budget=int(budget), task=task,
+                                       main_metric=task_params.main_metric, c_grid=probe_cfg.c_grid,
+                                       extensions=probe_cfg.grid_extensions, val_x=val_x, names=names,
+                                       preds=classic_preds, sets=sets, shift_rows=shift_rows)
+            classic_rows.append(row)
+            if (seed, budget) == pilot:
+                for method, path, picked, edge in (("probe", info["c_path"], info["c"], info["edge_limited"]),
+                                                   ("classic", c_path, row["c"], row["c_edge_limited"])):
+                    hparams += [{"method": method, "hyperparameter": "C", "value": e["c"], "val_score": e["val_score"],
+                                 "chosen": e["c"] == picked, "edge_limited": edge, "budget": int(budget),
+                                 "seed": int(seed), "n_val": len(y["val"]), "still_improving": None} for e in path]
+    write_npz(paths.probe_heads, **heads)
+    frames = {"probe": write_method_outputs(paths, "probe", probe_rows, probe_preds, y_test=y["test"],
+                                            summary_columns=names),
+              "classic": write_method_outputs(paths, "classic", classic_rows, classic_preds, y_test=y["test"],
+                                              summary_columns=names)}
+    shift_frame = pd.DataFrame(shift_rows)
+    for method in ("probe", "classic"):
+        write_csv(paths.results / "shift" / f"{method}.csv", shift_frame[shift_frame["method"] == method])
+        write_csv(paths.hparams(method), pd.DataFrame([h for h in hparams if h["method"] == method]))
+    return {**_figures(paths, data, frames, metric=task_params.main_metric),
+            "data_card": read_json(paths.prepared / "card.json")}
+
+
+def _figures(paths: TaskPaths, data: TaskData, frames: dict[str, pd.DataFrame], *, metric: str) -> dict[str, Any]:
+    """Learning curve (probe vs classic) and the probe's confusion at the largest budget (first seed)."""
+    both = pd.concat(frames.values(), ignore_index=True)
+    curve = reports.save_figure(reports.learning_curve_figure(both, metric, title=f"{paths.task}: probe vs classic"),
+                                paths.figure("probe-learning-curve"))
+    preds = load_predictions(paths.results, "probe")
+    budget, seed = int(both["budget"].max()), int(both["seed"].min())
+    key = run_key(seed, budget)
+    confusion = reports.save_figure(
+        reports.confusion_figure(preds["y_test"], preds[key], data.label_names, thresholds=preds.get(f"thr_{key}"),
+                                 title=f"{paths.task}: probe, {budget} labels, seed {seed}"),
+        paths.figure("probe-confusion"))
+    return {"results": both, "learning_curve": curve, "confusion": confusion}
+
+
+def _embed_shift_sets(params: Params, task: str, sets: list[ShiftSet], *, device: str) -> dict[str, np.ndarray]:
+    """Frozen-backbone embeddings of every shift set (same encoder and settings as the embed stage)."""
+    embed = params.scale.embed
+    encoder = load_backbone(params.backbone_for(task), kind=task_kind(params.task(task)), pooling=embed.pooling,
+                            max_length=embed.max_length, image_size=embed.image_size)
+    return {s.name: encode(encoder, s.x, batch_size=embed.batch_size, device=device, progress=False) for s in sets}
+
+
+def _classic_run(data: TaskData, index: np.ndarray, y: dict[str, np.ndarray], *, seed: int, budget: int, task: str,
+                 main_metric: str, c_grid: tuple[float, ...], extensions: int, val_x: Any, names: tuple[str, ...],
+                 preds: dict[str, np.ndarray], sets: list[ShiftSet],
+                 shift_rows: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, float]]]:
+    """One classic run: its row (and its C path); predictions and shift rows are appended in place."""
+    train_x = [data.splits["train"].x[i] for i in index] if data.kind == "text" else data.splits["train"].x[index]
+    with measure("cpu") as cost:
+        x_train, (x_val, x_test, *x_shift), n_features = classic_features(
+            train_x, [val_x, data.splits["test"].x, *[s.x for s in sets]], kind=data.kind)
+        model, info = fit_classic(x_train, y["train"][index], x_val, y["val"], c_grid=c_grid,
+                                  main_metric=main_metric, seed=seed, grid_extensions=extensions,
+                                  n_outputs=y["train"].shape[1] if y["train"].ndim == 2 else len(data.label_names))
+    start = time.perf_counter()
+    probs = np.asarray(model.predict_proba(x_test), np.float64)
+    infer_seconds = time.perf_counter() - start
+    thresholds = None if info["thresholds"] is None else np.asarray(info["thresholds"])
+    metrics = compute_metrics(probs, y["test"], thresholds=thresholds)
+    preds[run_key(seed, budget)] = probs
+    if thresholds is not None:
+        preds[f"thr_{run_key(seed, budget)}"] = thresholds
+    for s, xs in zip(sets, x_shift):
+        shift_metrics = compute_metrics(np.asarray(model.predict_proba(xs), np.float64), s.y, thresholds=thresholds)
+        shift_rows.append(shift_row(task=task, method="classic", seed=seed, budget=budget, shift_set=s,
+                                    metrics=shift_metrics, names=names))
+    n_out = y["train"].shape[1] if y["train"].ndim == 2 else probs.shape[1]
+    row = {"task": task, "method": "classic", "seed": seed, "budget": budget,
+           **{k: v for k, v in metrics.items() if k in names}, "c": info["c"], "val_score": info["val_score"],
+           "c_edge_limited": info["edge_limited"], "n_val": len(y["val"]),
+           "features": "tfidf-1-2gram" if data.kind == "text" else "raw-pixels", "n_features": n_features,
+           "train_seconds": cost.seconds, "infer_seconds": infer_seconds,
+           "infer_ms_per_1000": 1e6 * infer_seconds / len(y["test"]), "peak_mem_mib": cost.peak_mem_mib,
+           "trainable_params": int(n_features * n_out + n_out), "total_params": int(n_features * n_out + n_out),
+           "device": device_name("cpu")}
+    return row, info["c_path"]

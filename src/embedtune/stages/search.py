@@ -1,0 +1,49 @@
+"""Stage `search`: one tuned method's learning-rate search on one task, at the pilot budget and seed.
+
+Protocol (`runs` docstring): the method's ``finetune.lr_grid`` (images: × ``image_lr_scale``), extended at
+an edge by ×``lr_step`` up to ``grid_extensions`` times (`gridsearch.grid_search`), each value one run
+without restarts, scored on the shared selection rows. The pick is reused at every budget and seed."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..gridsearch import grid_search
+from ..io import seed_everything, write_csv
+from ..params import Params
+from ..paths import TaskPaths
+from ..runs import method_lr_grid, resolve_budget, run_one, stage_context
+
+
+def run(params: Params, task: str, method: str, *, root: Path = Path("."), progress: bool = True) -> pd.DataFrame:
+    """Write ``results/<task>/hparams/<method>.csv`` (every tried LR, its selection score, the pick)."""
+    seed_everything(0)
+    ctx = stage_context(params, task, method, root=root, progress=progress)
+    ft = params.scale.finetune
+    budget = resolve_budget(ctx, ft.search_budget)
+    runs: dict[float, dict[str, Any]] = {}
+
+    def evaluate(lr: float) -> float:
+        runs[lr] = run_one(ctx, seed=ft.search_seed, budget=budget, lr=lr, progress=progress, restarts=0)
+        return runs[lr]["row"]["val_score"]
+
+    found = grid_search(evaluate, method_lr_grid(params, task, method), step=ft.lr_step,
+                        extensions=ft.grid_extensions)
+    frame = pd.DataFrame([{"method": method, "hyperparameter": "lr", "value": lr, "val_score": score,
+                           "chosen": lr == found["chosen"], "edge_limited": found["edge_limited"],
+                           "budget": budget, "seed": ft.search_seed, "n_val": len(ctx.val.y),
+                           "still_improving": runs[lr]["row"]["still_improving"]}
+                          for lr, score in found["path"]])
+    write_csv(TaskPaths(root, task).hparams(method), frame)
+    print(frame.to_string(index=False))
+    return frame
+
+
+if __name__ == "__main__":
+    from ..entry import stage_main
+
+    sys.exit(stage_main(run, doc=__doc__, method=True))

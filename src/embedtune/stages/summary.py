@@ -1,0 +1,36 @@
+"""Stage `summary`: the across-task answer — environment record, key figure, index page and the README's two
+generated blocks. Notebook 04 calls `run` and shows what it wrote."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .. import reports
+from ..bundle import environment_versions, load_run_time, task_bundle
+from ..findings import readme_block, update_readme
+from ..io import write_json
+from ..params import Params
+from ..paths import TaskPaths
+
+
+def run(params: Params, *, root: Path = Path("."), readme: Path | None = None) -> dict[str, Any]:
+    """Write ``reports/environment.json``, ``reports/figures/summary-learning-curves.png``,
+    ``reports/index.html`` and, when `readme` (default ``<root>/README.md``) exists, its generated blocks.
+    Tasks whose compare stage has not run are left out. Returns the per-task bundles for the notebook."""
+    per_task = {t: task_bundle(root, t) for t in params.tasks
+                if (TaskPaths(root, t).results / "decision.csv").is_file()}
+    if not per_task:
+        raise FileNotFoundError("no task has compare results yet; run the compare stage first: dvc repro compare")
+    write_json(root / "reports" / "environment.json", environment_versions())  # versions behind results/
+    headlines = {t: b["headline"] for t, b in per_task.items()}
+    figure = reports.summary_figure(headlines, root)
+    run_time = load_run_time(root)
+    info = reports.provenance(params.profile)
+    reports.index_html(reports_dir=root / "reports", per_task=per_task, info=info)
+    readme = root / "README.md" if readme is None else readme
+    if readme.is_file():
+        update_readme(readme, readme_block(per_task, run_time=run_time))
+        reports.update_readme(readme, reports.readme_section(headlines=headlines, info=info,
+                                                             key_figure="reports/figures/summary-learning-curves.png"))
+    return {"per_task": per_task, "figure": figure, "run_time": run_time}

@@ -1,0 +1,220 @@
+"""Tables a reader sees (summary page, index, compare page), with every number rounded to what it can
+support: metrics at 3 significant digits, ratios, seconds and every other quantity at 2, counts in k/M/G at
+3 (`readable`). No cell on a page carries more than 4 significant digits.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from .registry import METHOD_ORDER, METRIC_NAMES
+
+METRIC_WORDS = (*METRIC_NAMES, "val_score", "mean", "pick_mean", "best_mean", "runner_up_mean", "clean", "shifted")
+
+
+def significant(value: float, digits: int) -> str:
+    """`value` at `digits` significant digits, without exponent for ordinary magnitudes."""
+    if value == 0 or not math.isfinite(value):
+        return "0" if value == 0 else str(value)
+    magnitude = math.floor(math.log10(abs(value)))
+    if magnitude >= 6 or magnitude < -4:
+        return f"{value:.{digits - 1}e}"
+    places = digits - 1 - magnitude  # negative: round to tens, hundreds, ...
+    return f"{round(value, places):.{max(places, 0)}f}"
+
+
+def count_text(value: float) -> str:
+    """A large count at 3 significant digits with a k / M / G suffix (22713216 → "22.7 M")."""
+    for size, suffix in ((1e9, " G"), (1e6, " M"), (1e4, " k")):
+        if abs(value) >= size:
+            return significant(value / size, 3) + suffix
+    return f"{value:.0f}"
+
+
+def _is_metric(column: str) -> bool:
+    words = str(column).replace(" ", "_").split("_")
+    return any(str(column).startswith(m) or m in str(column) for m in METRIC_WORDS) and "points" not in words \
+        and "seconds" not in words and "x" not in words
+
+
+def cell_text(value: Any, column: str, *, missing: str = "—") -> Any:
+    """One cell as a reader sees it (module docstring)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return missing
+    if isinstance(value, bool) or isinstance(value, str):
+        return value
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) >= 1e4):
+        return count_text(float(value)) if abs(value) >= 1e4 else str(int(value))
+    if isinstance(value, float):
+        return significant(value, 3 if _is_metric(column) else 2)
+    return value
+
+
+def readable(frame: pd.DataFrame, *, missing: str = "—") -> pd.DataFrame:
+    """Every cell of `frame` as text a reader sees (module docstring); a missing value reads `missing`."""
+    out = frame.copy().astype(object)
+    for col in out.columns:
+        out[col] = [cell_text(v.item() if hasattr(v, "item") else v, str(col), missing=missing) for v in out[col]]
+    return out
+
+
+def vs_probe(comparisons: pd.DataFrame, method: str, budget: int) -> pd.Series | None:
+    """The comparison `method` − probe at `budget` (a stored probe − method row is turned around)."""
+    hit = comparisons[(comparisons["method_a"] == method) & (comparisons["method_b"] == "probe")
+                      & (comparisons["budget"] == budget)]
+    if len(hit):
+        return hit.iloc[0]
+    back = comparisons[(comparisons["method_a"] == "probe") & (comparisons["method_b"] == method)
+                       & (comparisons["budget"] == budget)]
+    if not len(back):
+        return None
+    row = back.iloc[0].copy()
+    row["method_a"], row["method_b"] = method, "probe"
+    row["diff_points"], row["ci_low"], row["ci_high"] = -row["diff_points"], -row["ci_high"], -row["ci_low"]
+    return row
+
+
+def summary_table(per_task: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """One row per task × method with fixed column names; a missing cell says why."""
+    rows = []
+    for task, t in per_task.items():
+        headline, results, comparisons = t["headline"], t["results"], t["comparisons"]
+        metric, budget = headline["metric"], int(headline["budget"])
+        all_budget = int(headline.get("all_labels", {}).get("budget", results["budget"].max()))
+        costs = results.assign(method=results["method"].astype(str)).groupby(["method", "budget"]).median(
+            numeric_only=True)
+        drops = headline.get("shift_drop_points", {})
+        for method in [m for m in METHOD_ORDER if m in set(results["method"].astype(str))]:
+            at = results[(results["method"].astype(str) == method) & (results["budget"] == budget)]
+            at_all = results[(results["method"].astype(str) == method) & (results["budget"] == all_budget)]
+            row: dict[str, Any] = {"task": task, "method": method, "metric": metric, "headline_budget": budget,
+                                   "metric_at_headline": _mean_sd(at[metric]),
+                                   "metric_at_all_labels": _mean_sd(at_all[metric]) if len(at_all) else "not run"}
+            if method == "probe":
+                row["gain_vs_probe_points"] = "reference"
+            else:
+                c = vs_probe(comparisons, method, budget)
+                row["gain_vs_probe_points"] = (f"{c['diff_points']:+.1f} [{c['ci_low']:.1f}, {c['ci_high']:.1f}]"
+                                               if c is not None else "no paired comparison")
+            cross = headline.get("crossing_budget", {})
+            row["crossing_budget"] = (("none" if cross.get(method) is None else cross[method])
+                                      if method in cross else "—  (not a tuned method)")
+            for col, name in (("train_seconds", "train_time_x_probe"), ("peak_mem_mib", "peak_memory_x_probe"),
+                              ("trainable_params", "trainable_params_x_probe")):
+                try:
+                    row[name] = float(costs.loc[(method, budget), col] / costs.loc[("probe", budget), col])
+                except KeyError:
+                    row[name] = "no probe run at this budget"
+            gap = t.get("gap")
+            g = gap[(gap["method"] == method) & (gap["budget"] == budget)] if gap is not None and len(gap) else []
+            row["overfitting_gap_points"] = float(g["gap_points"].iloc[0]) if len(g) else \
+                "no training curve (probe and classic are fitted, not trained)"
+            row["ece"] = float(at["ece"].mean()) if "ece" in at and at["ece"].notna().any() else \
+                "not defined for multi-label"
+            row["shift_drop_points"] = float(drops[method]) if method in drops else "no shift scores"
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _mean_sd(values: pd.Series) -> str:
+    values = values.dropna().astype(float)
+    if values.empty:
+        return "no run"
+    if len(values) == 1:
+        return f"{significant(values.iloc[0], 3)} (1 seed)"
+    return f"{significant(values.mean(), 3)} ± {significant(values.std(ddof=1), 2)} ({len(values)} seeds)"
+
+
+def paired_table(comparisons: pd.DataFrame) -> pd.DataFrame:
+    """Every method against the probe, one row per method and one column per budget: the paired difference
+    in points with its 95% interval, ``*`` when it survives Holm's correction (compare's statistics)."""
+    rows: dict[str, dict[str, str]] = {}
+    for _, r in comparisons.iterrows():
+        if "probe" not in (r["method_a"], r["method_b"]) or r["method_a"] == r["method_b"]:
+            continue
+        sign = 1.0 if r["method_a"] != "probe" else -1.0  # oriented as method − probe
+        method = r["method_a"] if sign > 0 else r["method_b"]
+        low, high = sorted((sign * r["ci_low"], sign * r["ci_high"]))
+        cell = f"{sign * r['diff_points']:+.1f} [{low:+.1f}, {high:+.1f}]" + ("*" if bool(r["significant"]) else "")
+        rows.setdefault(str(method), {})[str(int(r["budget"]))] = cell
+    if not rows:
+        return pd.DataFrame()
+    budgets = sorted({b for cells in rows.values() for b in cells}, key=int)
+    order = [m for m in METHOD_ORDER if m in rows]
+    return pd.DataFrame([{"method − probe": m, **{f"{b} labels": rows[m].get(b, "not run") for b in budgets}}
+                         for m in order])
+
+
+def readable_spread(table: pd.DataFrame) -> pd.DataFrame:
+    """Standard-deviation columns as text for display: a single-seed cell reads "— (1 seed)", not NaN."""
+    out = table.copy()
+    for col in [c for c in out.columns if str(c).split(" ")[-1] == "std"]:
+        out[col] = [significant(v, 2) if pd.notna(v) else "— (1 seed)" for v in out[col]]
+    return out
+
+
+def _summary(frame: pd.DataFrame, metrics: tuple[str, ...]) -> pd.DataFrame:
+    cols = [m for m in metrics if m in frame]
+    agg = frame.groupby(["method", "budget"])[cols + ["train_seconds"]].agg(["mean", "std"])
+    agg.columns = [f"{a} {b}" for a, b in agg.columns]
+    return readable_spread(agg.reset_index())
+
+
+def published_reference() -> pd.DataFrame:
+    """Published test numbers on the same data (source: the data mirror's README and the cited papers)."""
+    return pd.DataFrame([
+        {"task": "medical (PneumoniaMNIST)", "model": "ResNet-18 (28 px), from scratch, all 4708 labels",
+         "metric": "AUROC / accuracy", "value": "0.944 / 0.854", "source": "MedMNIST v2, Yang et al., Sci. Data 2023"},
+        {"task": "medical (PneumoniaMNIST)", "model": "ResNet-50 (224 px), from scratch, all labels",
+         "metric": "AUROC / accuracy", "value": "0.962 / 0.884", "source": "MedMNIST v2"},
+        {"task": "legal (UNFAIR-ToS)", "model": "TF-IDF + SVM, all 5532 labels", "metric": "micro-F1 / macro-F1",
+         "value": "95.4 / 78.8", "source": "LexGLUE, Chalkidis et al., ACL 2022"},
+        {"task": "legal (UNFAIR-ToS)", "model": "BERT-base fine-tuned, all labels", "metric": "micro-F1 / macro-F1",
+         "value": "95.6 / 81.3", "source": "LexGLUE"},
+        {"task": "legal (UNFAIR-ToS)", "model": "Legal-BERT fine-tuned, all labels", "metric": "micro-F1 / macro-F1",
+         "value": "96.0 / 83.0", "source": "LexGLUE"},
+    ])
+
+
+def method_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean and sd over seeds of every recorded metric, seconds and FLOPs, per method × budget."""
+    from .registry import METRIC_NAMES
+
+    cols = [c for c in (*METRIC_NAMES, "train_seconds", "train_flops") if c in frame and frame[c].notna().any()]
+    agg = frame.groupby(["method", "budget"])[cols].agg(["mean", "std"])
+    agg.columns = [f"{a} {b}" for a, b in agg.columns]
+    return readable_spread(agg.reset_index())
+
+
+def stopping_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per tuned run at each budget: epochs of its training rows seen, the evaluation it kept and why it
+    stopped (``stop_reason``), summarised per budget (counts of each reason, range of epochs)."""
+    if "stop_reason" not in frame:
+        return pd.DataFrame()
+    rows = []
+    for budget, group in frame.groupby("budget"):
+        epochs = group["epochs_seen"].astype(float)
+        rows.append({"budget": int(budget), "runs": len(group), "epochs seen (min)": float(epochs.min()),
+                     "epochs seen (max)": float(epochs.max()),
+                     **{f"stopped: {k}": int(v) for k, v in group["stop_reason"].value_counts().items()},
+                     "still improving": int(group["still_improving"].astype(bool).sum())})
+    return pd.DataFrame(rows)
+
+
+def calibration(results: pd.DataFrame) -> pd.DataFrame:
+    """Expected calibration error at the largest budget, mean and sd over seeds per method."""
+    if "ece" not in results:
+        return pd.DataFrame()
+    largest = int(results["budget"].max())
+    return results[results["budget"] == largest].groupby("method", observed=True)["ece"].agg(["mean", "std"]) \
+        .reset_index()
+
+
+def shift_summary(drops: pd.DataFrame) -> pd.DataFrame:
+    """Mean drop (points) per method × budget × shift family."""
+    if drops.empty:
+        return drops
+    return drops.groupby(["budget", "shift", "method"])["drop_points"].mean().unstack("method").reset_index()
