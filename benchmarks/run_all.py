@@ -119,7 +119,7 @@ def bench_finetune(repeats: int, steps: int, batch: int, bf16_steps: int) -> dic
     def ours(length_grouping: int) -> Callable[[], float]:
         config = TrainConfig(method="full", max_epochs=1, evals_per_run=1, min_steps=0, batch_size=batch, lr=5e-5, head_lr=5e-5, warmup_frac=0.0,
                              weight_decay=0.0, grad_clip=1.0, patience=1, class_weights=False, main_metric="accuracy",
-                             dropout=0.1, seed=0, length_grouping=length_grouping)
+                             seed=0, length_grouping=length_grouping)
 
         def run() -> float:
             torch.manual_seed(0)

@@ -1,11 +1,12 @@
 """Which arithmetic a tuned run trains in: ``bf16`` autocast or ``fp32``.
 
-``finetune.precision``: ``fp32`` or ``bf16`` force it; ``auto`` picks bf16 where the device runs it natively
-and it has been measured faster at equal accuracy, fp32 otherwise. On a CUDA device with native bf16 that is
-bf16 (mixed precision is the standard there). On a CPU, auto stays fp32 until `benchmarks/` measures our loop
-under bf16 autocast beside fp32 on this host (``reports/benchmarks.md``); a CPU's native support
-(AVX512-BF16 / AMX) is detected and recorded but is not by itself evidence of a speed-up. Each run records
-its precision, and the precision is part of the run-cache key.
+``finetune.precision``: ``fp32`` or ``bf16`` force it; ``auto`` picks bf16 where the device runs bf16 matmuls
+natively (a CUDA device with bf16 support; a CPU with AVX512-BF16 or AMX, as oneDNN reports it) and fp32
+otherwise. Autocast keeps the weights, the optimizer state and the loss in fp32; only matmuls and
+convolutions run in bf16. The evidence that this is faster at equal accuracy on such a CPU is measured
+side by side by `benchmarks/run_all.py` (our loop in both precisions: throughput, loss after N steps, final
+metric; ``reports/benchmarks.md``); without native units bf16 autocast emulates and runs many times slower,
+hence fp32 there. Each run records its precision, and the precision is part of the run-cache key.
 """
 
 from __future__ import annotations
@@ -33,4 +34,4 @@ def choose(setting: str, device: torch.device | str) -> str:
         return setting
     if setting != "auto":
         raise ValueError(f"finetune.precision: bad value {setting!r}; allowed values: ['auto', 'bf16', 'fp32']")
-    return "bf16" if torch.device(device).type == "cuda" and native_bf16(device) else "fp32"
+    return "bf16" if native_bf16(device) else "fp32"
