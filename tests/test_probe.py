@@ -44,7 +44,7 @@ def test_lbfgs_fallback_reaches_the_same_optimum(monkeypatch, k) -> None:
     x = ((x - x.mean(0)) / x.std(0)).astype(np.float64)
     newton = fit_logreg(x, y, c=0.5, multi_label=False, n_outputs=k, tol=1e-8)
     monkeypatch.setattr(probe, "NEWTON_MAX_UNKNOWNS", 1)
-    lbfgs = fit_logreg(x, y, c=0.5, multi_label=False, n_outputs=k, max_iter=2000, tol=1e-8)
+    lbfgs = fit_logreg(x, y, c=0.5, multi_label=False, n_outputs=k, max_iter=2000, tol=1e-8, lbfgs_tol=1e-8)
     assert np.abs(newton.weight - lbfgs.weight).max() < 1e-4
 
 

@@ -1,0 +1,34 @@
+"""The benchmark report never states a verdict without its numbers (benchmarks/report.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _report_module():
+    spec = importlib.util.spec_from_file_location("bench_report", REPO / "benchmarks" / "report.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_an_empty_tree_gives_no_verdict(tmp_path: Path) -> None:
+    text = _report_module().render({}, root=tmp_path)
+    assert not re.search(r"\b(met|missed)\b", text), text
+    assert text.count("No verdict") >= 5
+
+
+def test_a_measured_section_gives_its_verdict_with_its_numbers(tmp_path: Path) -> None:
+    report = _report_module()
+    rows = [{"budget": 256, "ours_s": 10.0, "sklearn_s": 12.0, "ratio": 1.2, "objective_gap": -1e-4,
+             "acc_ours": 0.2, "acc_sklearn": 0.21}]
+    text = report.render({"many_class": {"rows": rows}, "pipeline": {"skipped": "dvc missing"}}, root=tmp_path)
+    assert "met (1.2 against ≥ 1)" in text
+    for line in text.splitlines():  # every verdict sits beside the number it judges
+        for hit in re.finditer(r"\b(met|missed) \(", line):
+            assert re.search(r"\d", line[hit.end():hit.end() + 12]), line
+    assert "No-op `dvc repro`: not measured (dvc missing). No verdict." in text
