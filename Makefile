@@ -65,8 +65,8 @@ strip: $(STAMP)  ## strip notebook outputs (keeps the parameters tag)
 lab: $(STAMP)  ## open JupyterLab on the notebooks
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/jupyter lab notebooks
 
-bench: $(STAMP)  ## benchmarks against sentence-transformers, HF Trainer, scikit-learn; writes reports/benchmarks.md
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python benchmarks/run_all.py $(if $(CPU_RUN),--cpu-run "$(CPU_RUN)")
+bench: $(STAMP)  ## benchmarks against sentence-transformers, HF Trainer, scikit-learn (fp32 and bf16); writes reports/benchmarks.md
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python benchmarks/run_all.py
 
 gpu-report: $(STAMP)  ## pair reports/gpu/$(TASK) (scripts/device_finetune.sh on a GPU) with the CPU run: reports/gpu-$(TASK).md
 	$(BIN)/python -m embedtune.gpu_report --task $(TASK)

@@ -76,3 +76,4 @@ def test_no_papermill_scratch_under_reports() -> None:
     leftovers = [p for p in _committed("reports/**")
                  if any(part.startswith("tmp") for part in p.relative_to(ROOT).parts)]
     assert not leftovers, f"papermill scratch committed under reports/: {leftovers[:3]}"
+

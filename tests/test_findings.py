@@ -120,23 +120,31 @@ def _all_labels_headline(best_value: float) -> dict:
 
 
 def test_the_aim_sentence_follows_the_full_data_result() -> None:
-    short = findings.aim_finding("sentiment", _all_labels_headline(0.83))
+    short = findings.aim_finding("sentiment", _all_labels_headline(0.805))
     met = findings.aim_finding("sentiment", _all_labels_headline(0.87))
-    assert short is not None and "`full` at 0.830: short by 2.0 points" in short
-    assert met is not None and met.endswith("`full` at 0.870: met.")
+    assert short is not None and "`full` at 0.805: short by 1.5 points." in short
+    assert met is not None and "`full` at 0.870: met." in met
+    # short of the aim: the evidence on the schedule, read from the best tuned run's row
+    rows = pd.DataFrame([{"method": "full", "budget": 10199, "accuracy": 0.80, "epochs_seen": 3.4,
+                          "stop_reason": "patience", "still_improving": False}])
+    evidence = findings.aim_finding("sentiment", _all_labels_headline(0.805), rows)
+    assert "saw 3.4 epochs and stopped on patience, past its best evaluation." in evidence
     assert findings.aim_finding("my_own_task", _all_labels_headline(0.87)) is None  # no published aim
     assert findings.aim_finding("sentiment", {**_all_labels_headline(0.87), "metric": "macro_f1"}) is None
 
 
 def test_schedule_findings_read_the_rows_and_catch_unequal_selection_rows() -> None:
-    rows = _results(0.73).assign(steps=[0, 60, 0, 90, 0, 120], train_samples_per_s=2.0, infer_seconds=1.0)
+    rows = _results(0.73).assign(steps=[0, 60, 0, 90, 0, 120], train_samples_per_s=2.0, infer_seconds=1.0,
+                                 epochs_seen=3.0, stop_reason="patience", still_improving=False)
     sentences = findings.schedule_findings(rows)
     assert "Every method (2) selected on the same 100 validation rows." in sentences
     assert "Tuned runs took 60–120 optimizer steps (median 90)." in sentences
-    # samples trained = 2.0 samples/s × 30 s = 60 examples over 256 labels
-    assert "At 256 labels the tuned runs saw 0.23 epochs of their training rows." in sentences  # one value, not a range
-    spread = findings.schedule_findings(rows.assign(train_seconds=[30.0, 30.0, 30.0, 30.0, 30.0, 60.0]))
-    assert "At 256 labels the tuned runs saw 0.23–0.47 epochs of their training rows." in spread
+    assert ("At 256 labels the tuned runs saw 3 epochs of their training rows; they stopped 3 on patience; 0 of 3 "
+            "still improving at the end.") in sentences  # one value, not a range
+    spread = findings.schedule_findings(rows.assign(epochs_seen=[0, 2.0, 0, 2.5, 0, 4.0],
+                                                    stop_reason=["", "patience", "", "round cap", "", "patience"]))
+    assert any(s.startswith("At 256 labels the tuned runs saw 2–4 epochs") and "2 on patience, 1 on round cap" in s
+               for s in spread)
     unequal = rows.assign(n_val=[100, 100, 100, 100, 100, 50])
     assert any(s.startswith("Methods selected on different numbers of validation rows") and "[50, 100]" in s
                for s in findings.schedule_findings(unequal))

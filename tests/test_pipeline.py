@@ -21,6 +21,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _run_probe(project, root: Path, task: str) -> Path:
+    """The probe stage's notebook after the stages dvc.yaml runs before it (prepare, shift, embed)."""
+    from embedtune.params import load_params
+    from embedtune.stages import embed, prepare, shift
+
+    params = load_params(project["params_path"])
+    prepare.run(params, task, root=root)
+    shift.run(params, task, root=root)
+    embed.run(params, task, root=root, progress=False)
     return run_notebook("01-linear-probe", params_path=project["params_path"], root=root, task=task)
 
 
@@ -53,6 +61,10 @@ def test_finetune_compare_summary_notebooks(project) -> None:
     for task in ("toytext", "toyimage"):
         _run_probe(project, root, task)
         for method in ("full", "lp_ft", "lora", "partial"):
+            from embedtune.params import load_params
+            from embedtune.stages import search
+
+            search.run(load_params(project["params_path"]), task, method, root=root, progress=False)
             run_notebook("02-finetune", params_path=project["params_path"], root=root, task=task, method=method)
         run_notebook("03-compare", params_path=project["params_path"], root=root, task=task)
     raw = project["raw"]

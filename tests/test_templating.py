@@ -91,17 +91,27 @@ def test_generated_many_class_task_runs_through_every_stage(project: dict[str, A
 
 
 @pytest.mark.slow
-def test_a_project_with_one_tuned_method_runs_and_compares(project: dict[str, Any]) -> None:
-    """`methods: [lp_ft]`: dvc.yaml derives every per-method path from the list, so compare needs no other method."""
+def test_a_project_with_one_tuned_method_and_an_rgb_task_runs_every_stage(project: dict[str, Any]) -> None:
+    """`methods: [lp_ft]` and a new RGB `.npz` task (28 px, 3 channels, 5 classes, channels first): dvc.yaml
+    derives every per-method path from the list, so compare needs no other method; every stage runs, shift
+    included, and every method is above chance."""
     from .conftest import dvc_pipeline
+    from .test_stages import _rgb_images
 
+    x, y = _rgb_images(400, layout="chw")
+    np.savez(project["data_root"] / "colours.npz", images=x, labels=y)
     raw = project["raw"]
     raw["methods"] = ["lp_ft"]
-    raw["tasks"] = {"toytext": raw["tasks"]["toytext"]}
+    raw["tasks"] = {"colours": {"source": "npz", "path": "colours.npz", "main_metric": "accuracy"}}
+    raw["profiles"]["smoke"]["finetune"]["search_budget"] = 48
     project["params_path"].write_text(yaml.safe_dump(raw, sort_keys=False))
     done = dvc_pipeline(project["root"])
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    decision = pd.read_csv(project["root"] / "results" / "toytext" / "decision.csv")
-    methods = set(pd.read_csv(project["root"] / "results" / "toytext" / "comparisons.csv")[["method_a", "method_b"]]
-                  .to_numpy().ravel())
-    assert methods == {"classic", "probe", "lp_ft"} and len(decision) >= 1
+    results = project["root"] / "results" / "colours"
+    comparisons = pd.read_csv(results / "comparisons.csv")
+    assert set(comparisons[["method_a", "method_b"]].to_numpy().ravel()) == {"classic", "probe", "lp_ft"}
+    assert len(pd.read_csv(results / "decision.csv")) >= 1
+    for method in ("classic", "probe", "lp_ft"):
+        frame = pd.read_csv(results / f"{method}.csv")
+        assert frame.loc[frame["budget"] == 48, "accuracy"].mean() > 0.3, (method, frame["accuracy"].tolist())
+    assert (project["root"] / "reports" / "index.html").is_file()
