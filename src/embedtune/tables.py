@@ -218,3 +218,14 @@ def shift_summary(drops: pd.DataFrame) -> pd.DataFrame:
     if drops.empty:
         return drops
     return drops.groupby(["budget", "shift", "method"])["drop_points"].mean().unstack("method").reset_index()
+
+
+GUIDE_COLUMNS = ("budget", "pick", "pick_mean", "expected_loss_points", "best", "best_mean", "runner_up",
+                 "detectable_points", "non_inferior", "pick_build_seconds", "pick_serve_seconds_per_1000", "reason")
+
+
+def guide_table(guide: pd.DataFrame) -> pd.DataFrame:
+    """The decision guide as a reader reads it: the pick, its loss against the best, the runner-up, the power
+    of the run, the pick's costs, then the reason (every method's costs stay in decision.csv)."""
+    cols = [c for c in ("task", *GUIDE_COLUMNS) if c in guide]
+    return readable(guide[cols], missing="—")
