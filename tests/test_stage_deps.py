@@ -173,3 +173,19 @@ def test_dvc_yaml_lists_no_method_path_by_hand() -> None:
             continue
         hits = [p.strip() for p in paths if f"/{method}." in p or f"-{method}-" in p]
         assert not hits, f"dvc.yaml names {method}'s files by hand: {hits}"
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu"])
+def test_every_params_key_a_stage_declares_exists_in_every_profile(profile: str) -> None:
+    """DVC refuses a stage whose declared params key is missing from params.yaml (a default in params.py is
+    not enough), so every profile spells out every section a stage declares."""
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for name, spec in stages.items():
+        for key in spec.get("do", spec).get("params", []):
+            if not key.startswith("profiles.${profile}."):
+                continue
+            node = raw["profiles"][profile]
+            for part in key.removeprefix("profiles.${profile}.").split("."):
+                assert isinstance(node, dict) and part in node, f"{name}: profiles.{profile}.{part} missing ({key})"
+                node = node[part]
