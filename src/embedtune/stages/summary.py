@@ -16,7 +16,8 @@ from ..paths import TaskPaths
 
 def run(params: Params, *, root: Path = Path("."), readme: Path | None = None) -> dict[str, Any]:
     """Write ``reports/environment.json``, ``reports/figures/summary-learning-curves.png``,
-    ``reports/index.html`` and, when `readme` (default ``<root>/README.md``) exists, its generated blocks.
+    ``reports/index.html`` and the generated blocks of `readme` (default ``<root>/README.md``; a project without
+    one gets a README holding just those blocks).
     Tasks whose compare stage has not run are left out. Returns the per-task bundles for the notebook."""
     per_task = {t: task_bundle(root, t) for t in params.tasks
                 if (TaskPaths(root, t).results / "decision.csv").is_file()}
@@ -29,6 +30,11 @@ def run(params: Params, *, root: Path = Path("."), readme: Path | None = None) -
     info = reports.provenance(params.profile)
     reports.index_html(reports_dir=root / "reports", per_task=per_task, info=info)
     readme = root / "README.md" if readme is None else readme
+    if not readme.is_file():  # a new project: the stage's declared output starts as the two generated blocks
+        from ..findings import MARK_BEGIN, MARK_END
+        from ..io import write_text
+
+        write_text(readme, f"# Results\n\n{reports.README_BEGIN}\n{reports.README_END}\n\n{MARK_BEGIN}\n{MARK_END}\n")
     if readme.is_file():
         update_readme(readme, readme_block(per_task, run_time=run_time))
         reports.update_readme(readme, reports.readme_section(headlines=headlines, info=info,
