@@ -419,7 +419,9 @@ def main() -> None:
     previous = REPO / "reports" / "benchmarks.json"
     results: dict = json.loads(previous.read_text()) if set(only) != set(SECTIONS) and previous.is_file() else {}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    results["run"] = {"commit": commit.stdout.strip() or "unknown", "repeats": repeats,
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "src", "benchmarks"],
+                           cwd=REPO, capture_output=True, text=True).stdout.strip()
+    results["run"] = {"commit": commit.stdout.strip() or "unknown", "repeats": repeats, "dirty": bool(dirty),
                       "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                       "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"}
     results["versions"] = versions()

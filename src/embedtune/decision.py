@@ -44,8 +44,9 @@ def cost_to_build(results: pd.DataFrame, *, embed_seconds_per_row: float | None,
     return cost
 
 
-def _spread(preds: dict[str, dict[str, np.ndarray]], a: str, b: str, budget: int, *, metric: str,
+def _spread(preds: dict[str, dict[str, np.ndarray]], a: str, b: str, *, budget: int, metric: str,
             n_boot: int) -> Any:
+    """(the paired spread of a − b on the seeds both ran at `budget`, how many seeds), or None."""
     keys = [k for k in run_keys(preds[a], budget) if k in preds[b]]
     if not keys:
         return None
@@ -76,7 +77,7 @@ def decision_guide(results: pd.DataFrame, preds: dict[str, dict[str, np.ndarray]
         level = alpha / (len(budgets) * max(len(candidates), 1))  # one-sided, per candidate
         tested = []
         for m in candidates:
-            got = _spread(preds, m, best, budget, metric=metric, n_boot=n_boot)
+            got = _spread(preds, m, best, budget=budget, metric=metric, n_boot=n_boot)
             if got is None:
                 continue
             spread, n_pairs = got

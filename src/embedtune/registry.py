@@ -45,7 +45,6 @@ METRICS: tuple[Metric, ...] = (
 )
 
 METHOD_ORDER: tuple[str, ...] = tuple(m.name for m in METHODS)
-PROBE_METHODS: tuple[str, ...] = tuple(m.name for m in METHODS if m.family == "probe")
 # the tuned methods in the order params.yaml's default `methods` lists them
 TUNED_METHODS: tuple[str, ...] = ("full", "lp_ft", "lora", "partial")
 COLORS: dict[str, str] = {m.name: m.color for m in METHODS}
@@ -58,9 +57,3 @@ def metric_names(multi_label: bool) -> tuple[str, ...]:
     """The metrics recorded per run for a single- or multi-label task."""
     return tuple(m.name for m in METRICS if (m.multi_label if multi_label else m.single_label))
 
-
-def method(name: str) -> Method:
-    for m in METHODS:
-        if m.name == name:
-            return m
-    raise ValueError(f"unknown method {name!r}; allowed values: {list(METHOD_ORDER)}")

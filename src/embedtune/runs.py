@@ -3,7 +3,7 @@ The search and finetune stages (`stages.search`, `stages.finetune`) call these.
 
 Protocol (one selection set, search on validation, schedules that converge):
 1. **Selection rows.** Every method — classic, probe and each tuned one — picks its hyperparameters, its
-   stopping point and its multi-label thresholds on the same validation rows (`selection_rows`: the whole
+   stopping point and its multi-label thresholds on the same validation rows (`data.selection_index`: the whole
    validation split, or one seeded stratified subset of ``data.max_val`` rows for everyone).
 2. **Search at a pilot.** Each tuned method's learning rate is searched once per task at the pilot budget
    and seed (``finetune.search_budget`` / ``search_seed``) over ``finetune.lr_grid`` (images: × the image LR
@@ -60,11 +60,6 @@ def source_digest(modules: tuple[str, ...] = TRAINING_MODULES) -> str:
         digest.update(name.encode())
         digest.update((here / name).read_bytes())
     return digest.hexdigest()
-
-
-def selection_rows(data: TaskData, max_val: int | None) -> Any:
-    """The validation rows every method selects on (a Split; `data.selection_index`)."""
-    return data.splits["val"].take(selection_index(data, max_val))
 
 
 def array_digest(*arrays: Any) -> str:
