@@ -1,4 +1,4 @@
-"""Many-class probe fits: ours vs scikit-learn, side by side in one run; writes reports/many-class-probe.md.
+"""Many-class probe fits: ours vs scikit-learn, side by side in one run (section 4 of reports/benchmarks.md).
 
 The case a user reported: a 97-class provision table with 800 training rows, so a budget misses classes
 (some labels never occur in train). Features are 384-d (MiniLM's width), generated with one centre per
