@@ -14,7 +14,10 @@ paired. The interval of a difference (`paired_interval`) has two parts that add 
 With one seed (the single-seed budgets) the interval is the example bootstrap's normal interval. The
 p-value is the interval's own: the level at which the interval just reaches 0 (so p < 0.05 exactly when
 the 95% interval excludes 0). Within a report the family of all its comparisons is corrected by Holm's
-step-down method: "significant" means the Holm-adjusted p < 0.05, which implies the interval excludes 0. A test checks the
+step-down method: "significant" means the Holm-adjusted p < 0.05, which implies the interval excludes 0. The
+decision of what to pick at a budget (`decision.py`) is a different family: the decisions made, one per task
+and budget, each a one-sided non-inferiority test of a cheaper method against the best (`PairedSpread`),
+Bonferroni-corrected over the decisions and their candidates. A test checks the
 interval's coverage on a simulated paired problem with 3 seeds. Metrics here are `metrics.fast_metric`,
 NumPy versions of the shipped `evaluate` modules (the tests check they agree).
 """

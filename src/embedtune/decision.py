@@ -68,8 +68,10 @@ def decision_guide(results: pd.DataFrame, preds: dict[str, dict[str, np.ndarray]
     rows = []
     for budget in budgets:
         group = frame[frame["budget"] == budget]
+        flops = {c: (c, "median") for c in ("train_flops", "infer_flops_per_row") if c in group}
         stats = group.groupby("method").agg(mean=(metric, "mean"), build=("build_seconds", "median"),
-                                            serve=("infer_ms_per_1000", "median"), seeds=("seed", "nunique"))
+                                            serve=("infer_ms_per_1000", "median"), seeds=("seed", "nunique"),
+                                            **flops)
         stats = stats.loc[[m for m in METHOD_ORDER if m in stats.index and m in preds]]
         best = str(stats["mean"].idxmax())
         candidates = sorted((m for m in stats.index if m != best and stats.loc[m, "build"] < stats.loc[best, "build"]),
@@ -105,6 +107,10 @@ def decision_guide(results: pd.DataFrame, preds: dict[str, dict[str, np.ndarray]
             "non_inferior": ", ".join(t["method"] for t in passed),
             "pick_build_seconds": float(stats.loc[pick, "build"]),
             "pick_serve_seconds_per_1000": float(stats.loc[pick, "serve"]) / 1000,
+            # FLOPs travel between machines where seconds do not (classic's TF-IDF fit is not counted: NaN)
+            "pick_train_flops": float(stats.loc[pick, "train_flops"]) if "train_flops" in stats else np.nan,
+            "pick_infer_flops_per_row": float(stats.loc[pick, "infer_flops_per_row"])
+            if "infer_flops_per_row" in stats else np.nan,
             **{f"build_s {m}": float(stats.loc[m, "build"]) for m in stats.index},
             **{f"serve_s_per_1000 {m}": float(stats.loc[m, "serve"]) / 1000 for m in stats.index}})
     return pd.DataFrame(rows)

@@ -221,7 +221,8 @@ def shift_summary(drops: pd.DataFrame) -> pd.DataFrame:
 
 
 GUIDE_COLUMNS = ("budget", "pick", "pick_mean", "expected_loss_points", "best", "best_mean", "runner_up",
-                 "detectable_points", "non_inferior", "pick_build_seconds", "pick_serve_seconds_per_1000", "reason")
+                 "detectable_points", "non_inferior", "pick_build_seconds", "pick_train_flops",
+                 "pick_serve_seconds_per_1000", "pick_infer_flops_per_row", "reason")
 
 
 def guide_table(guide: pd.DataFrame) -> pd.DataFrame:
