@@ -75,6 +75,7 @@ def test_finetune_compare_summary_notebooks(project) -> None:
     for page in (root / "reports").rglob("*.html"):
         text = visible_html(page)
         assert 'class="highlight hl-ipython3"' not in text, f"{page.name}: code cell rendered"
+        assert "0%|" not in text, f"{page.name}: progress bars rendered"
         for path in (str(root), "site-packages", "/tmp/"):
             assert path not in text, f"{page.name}: machine path {path!r}"
     lora = pd.read_csv(root / "results" / "toytext" / "lora.csv")

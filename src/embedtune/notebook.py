@@ -71,6 +71,9 @@ def render(name: str, *, params_path: Path, root: Path, task: str | None = None,
     current = os.environ.get("PYTHONWARNINGS")
     if kernel_warnings not in (current or ""):
         os.environ["PYTHONWARNINGS"] = f"{current},{kernel_warnings}" if current else kernel_warnings
+    # progress bars (ours, transformers' weight loading) go to the kernel's stderr, which the page would show
+    # as a wall of "epoch 0: 0%|" lines: the reader gets the tables instead
+    os.environ["TQDM_DISABLE"] = "1"
     with tempfile.TemporaryDirectory(prefix="embedtune-nb-") as tmp:  # scratch outside reports/
         executed = Path(tmp) / f"{out_base.name}.ipynb"
         papermill.execute_notebook(str(source), str(executed), parameters=parameters, kernel_name=kernel,
