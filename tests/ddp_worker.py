@@ -49,7 +49,7 @@ def main() -> int:
     model = build_model(copy.deepcopy(encoder), 2, method=args.method, lora_rank=2, dropout=0.0)
     config = TrainConfig(method=args.method, max_epochs=3, batch_size=8, lr=1e-3 if args.method == "full" else 5e-3,
                          head_lr=1e-2, min_steps=6, evals_per_run=3, max_rounds=3, patience=5, class_weights=False,
-                         main_metric="accuracy", seed=0, lora_rank=2, dropout=0.0)
+                         main_metric="accuracy", seed=0, lora_rank=2)
 
     def on_step(round_index: int, step: int) -> None:
         if args.fail_rank == rank and round_index == 1:
