@@ -68,8 +68,8 @@ lab: $(STAMP)  ## open JupyterLab on the notebooks
 bench: $(STAMP)  ## benchmarks against sentence-transformers, HF Trainer, scikit-learn (fp32 and bf16); writes reports/benchmarks.md
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python benchmarks/run_all.py
 
-gpu-report: $(STAMP)  ## pair reports/gpu/$(TASK) (scripts/device_finetune.sh on a GPU) with the CPU run: reports/gpu-$(TASK).md
-	$(BIN)/python -m embedtune.gpu_report --task $(TASK)
+gpu-report: $(STAMP)  ## pair reports/gpu/$(TASK) (scripts/device_finetune.sh on a GPU) with the CPU run (or the one committed at CPU_COMMIT): reports/gpu-$(TASK).md
+	$(BIN)/python -m embedtune.gpu_report --task $(TASK) $(if $(CPU_COMMIT),--cpu-commit $(CPU_COMMIT))
 
 clean:  ## remove caches and the fine-tuning run cache (not the venv)
 	rm -rf .pytest_cache .ruff_cache checkpoints

@@ -95,3 +95,36 @@ def test_the_command_reads_the_task_metric_from_params_and_can_leave_the_readme(
     assert "auroc CPU" in (tmp_path / "reports" / "gpu-medical.md").read_text()
     assert main(["--task", "medical", "--params", str(params), "--root", str(tmp_path),
                  "--readme", str(tmp_path / "missing.md")]) == 2
+
+
+def test_twins_that_planned_different_lengths_are_refused() -> None:
+    cpu, gpu = _rows("CPU", seconds=30.0), _rows("GPU", seconds=5.0)
+    cpu["planned_steps"], gpu["planned_steps"] = 60, 60
+    assert len(pair_runs(cpu, gpu, metric="auroc")) == 6
+    gpu.loc[gpu["budget"] == 256, "planned_steps"] = 160  # the archive copied a run with another schedule
+    with pytest.raises(GpuReportError, match=r"planned different lengths \(full seed 0 at 256.*--cpu-commit"):
+        pair_runs(cpu, gpu, metric="auroc")
+
+
+def test_the_cpu_twins_can_come_from_an_earlier_commit(tmp_path: Path) -> None:
+    """A later CPU run in the working tree does not replace the run the GPU archive copied."""
+    import subprocess
+
+    _tree(tmp_path)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "results"], check=True)
+    subprocess.run([*git, "commit", "-qm", "cpu run"], check=True)
+    commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], check=True, capture_output=True,
+                            text=True).stdout.strip()
+    for csv in (tmp_path / "results" / "medical").glob("*.csv"):  # a later run: other seeds, no twins
+        frame = pd.read_csv(csv)
+        frame.assign(seed=frame["seed"] + 10).to_csv(csv, index=False)
+    with pytest.raises(GpuReportError, match="without a CPU twin"):
+        build(task="medical", root=tmp_path, metric="auroc", readme=None)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{GPU_BEGIN}\n{GPU_END}\n")
+    assert len(build(task="medical", root=tmp_path, metric="auroc", readme=readme, cpu_commit=commit)) == 6
+    assert f"the CPU run committed at `{commit}`" in readme.read_text()
+    with pytest.raises(GpuReportError, match="git show nosuchcommit"):
+        build(task="medical", root=tmp_path, metric="auroc", readme=None, cpu_commit="nosuchcommit")

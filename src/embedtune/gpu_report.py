@@ -12,7 +12,9 @@ Inputs: the CPU run's ``results/<task>/<method>.csv`` and the GPU archive unpack
 Outputs: ``reports/gpu/<task>/pairs.csv`` (one row per twin), ``reports/gpu-<task>.md``,
 ``reports/figures/<task>-gpu-vs-cpu.png`` and the README's generated GPU block.
 
-Usage: ``python -m embedtune.gpu_report --task medical`` (``make gpu-report TASK=medical``).
+Usage: ``python -m embedtune.gpu_report --task medical [--cpu-commit SHA]`` (``make gpu-report TASK=medical
+[CPU_COMMIT=SHA]``). Twins must share the searched LR and the planned length; when the working tree holds a
+later CPU run than the one the archive copied, ``--cpu-commit`` pairs with that run's committed results.
 """
 
 from __future__ import annotations
@@ -47,6 +49,27 @@ def read_method_rows(folder: Path, *, methods: tuple[str, ...] = TUNED) -> pd.Da
     return pd.concat(frames, ignore_index=True)
 
 
+def read_method_rows_at(repo: Path, commit: str, task: str, *, methods: tuple[str, ...] = TUNED) -> pd.DataFrame:
+    """The tuned methods' rows of ``results/<task>/`` as committed at ``commit`` (`git show`): the CPU run a GPU
+    archive copied, when the working tree has moved on to a later run."""
+    import io
+    import subprocess
+
+    frames = []
+    for method in methods:
+        shown = subprocess.run(["git", "show", f"{commit}:results/{task}/{method}.csv"], cwd=repo,
+                               capture_output=True, text=True)
+        if shown.returncode == 0:
+            frames.append(pd.read_csv(io.StringIO(shown.stdout)))
+        elif "does not exist" not in shown.stderr and "exists on disk, but not in" not in shown.stderr:
+            raise GpuReportError(f"git show {commit}:results/{task}/{method}.csv failed: {shown.stderr.strip()}; "
+                                 "pass a commit of this repository that holds the CPU run")
+    if not frames:
+        raise GpuReportError(f"commit {commit} holds no results/{task}/<method>.csv of a tuned method "
+                             f"({', '.join(methods)}); pass the commit of the CPU run the GPU archive copied")
+    return pd.concat(frames, ignore_index=True)
+
+
 def pair_runs(cpu: pd.DataFrame, gpu: pd.DataFrame, *, metric: str) -> pd.DataFrame:
     """One row per GPU run and its CPU twin (same method, seed, budget). The twins must share the searched
     LR; a GPU run without a twin, or twins with different LRs, is an error (the comparison would not
@@ -67,6 +90,12 @@ def pair_runs(cpu: pd.DataFrame, gpu: pd.DataFrame, *, metric: str) -> pd.DataFr
         runs = ", ".join(f"{r.method} seed {r.seed} at {r.budget}" for r in differ.itertuples())
         raise GpuReportError(f"GPU and CPU twins searched different learning rates ({runs}); run the GPU "
                              "stages with the CPU run's results/<task>/hparams/ so only the device differs")
+    if "planned_steps_gpu" in merged and "planned_steps_cpu" in merged:
+        other = merged[merged["planned_steps_gpu"] != merged["planned_steps_cpu"]]
+        if len(other):
+            runs = ", ".join(f"{r.method} seed {r.seed} at {r.budget}" for r in other.itertuples())
+            raise GpuReportError(f"GPU and CPU twins planned different lengths ({runs}): the GPU archive copied "
+                                 "another CPU run; pass that run's commit (--cpu-commit)")
     pairs = pd.DataFrame({
         "method": merged["method"], "seed": merged["seed"].astype(int), "budget": merged["budget"].astype(int),
         "lr_searched": merged["lr_searched_gpu"], "lr_cpu": merged["lr_cpu"], "lr_gpu": merged["lr_gpu"],
@@ -114,8 +143,10 @@ def _minutes(value: float) -> str:
     return f"{value:.1f} min" if value >= 1 else f"{60 * value:.0f} s"
 
 
-def headline(pairs: pd.DataFrame, summary: pd.DataFrame, *, task: str, metric: str) -> str:
-    """The one-paragraph result, every number from `pairs`."""
+def headline(pairs: pd.DataFrame, summary: pd.DataFrame, *, task: str, metric: str,
+             cpu_commit: str | None = None) -> str:
+    """The one-paragraph result, every number from `pairs`; ``cpu_commit`` names the CPU run paired with when it
+    is not the one in the working tree."""
     device = _one(pairs["device_gpu"])
     cpu_min, gpu_min = summary["cpu_minutes"].sum(), summary["gpu_minutes"].sum()
     ratio = cpu_min / gpu_min if gpu_min > 0 else float("nan")
@@ -131,13 +162,19 @@ def headline(pairs: pd.DataFrame, summary: pd.DataFrame, *, task: str, metric: s
     spread = (f"{diffs.min():+.2f} for every run" if f"{diffs.min():+.2f}" == f"{diffs.max():+.2f}"
               else f"mean {diffs.mean():+.2f}, from {diffs.min():+.2f} to {diffs.max():+.2f}")
     return (f"On one {device}, the {task} task's {len(pairs)} fine-tuning runs ({', '.join(summary['method'])}; "
-            f"the CPU run's learning rates, subsets and selection rows) trained in {_minutes(gpu_min)} against "
+            f"with the learning rates, subsets and selection rows of {cpu_run_words(cpu_commit)}) trained in {_minutes(gpu_min)} against "
             f"{_minutes(cpu_min)} on {_one(pairs['device_cpu'])}: {ratio:.1f}× faster in all ({per_method}; "
             f"median run {pairs['speedup'].median():.1f}×). "
             f"Test {metric} moved by {diffs.abs().mean():.2f} points on average (GPU − CPU: {spread}); "
             f"{moved} of {len(pairs)} runs stopped at another step, and "
             f"{int(pairs['still_improving_gpu'].sum())} GPU runs against {int(pairs['still_improving_cpu'].sum())} "
             f"CPU runs ended still improving.")
+
+
+def cpu_run_words(cpu_commit: str | None) -> str:
+    """How the report names the CPU run it paired with."""
+    return "the CPU run in results/" if cpu_commit is None else \
+        f"the CPU run committed at `{cpu_commit}`, not the one in results/"
 
 
 def check_sentence(checks: list[dict[str, Any]]) -> str:
@@ -157,11 +194,11 @@ def _one(values: pd.Series) -> str:
 
 
 def report_markdown(pairs: pd.DataFrame, summary: pd.DataFrame, *, task: str, metric: str,
-                    checks: list[dict[str, Any]], figure: str) -> str:
+                    checks: list[dict[str, Any]], figure: str, cpu_commit: str | None = None) -> str:
     """reports/gpu-<task>.md: the headline, the per-method table, the run table and the figure."""
     lines = [f"# {task}: the same fine-tuning runs on {_one(pairs['device_gpu'])} and on "
              f"{_one(pairs['device_cpu'])} (generated)", "",
-             headline(pairs, summary, task=task, metric=metric), ""]
+             headline(pairs, summary, task=task, metric=metric, cpu_commit=cpu_commit), ""]
     check = check_sentence(checks)
     if check:
         lines += [check, ""]
@@ -189,9 +226,9 @@ def report_markdown(pairs: pd.DataFrame, summary: pd.DataFrame, *, task: str, me
 
 
 def readme_block(pairs: pd.DataFrame, summary: pd.DataFrame, *, task: str, metric: str,
-                 checks: list[dict[str, Any]], report: str) -> str:
+                 checks: list[dict[str, Any]], report: str, cpu_commit: str | None = None) -> str:
     """The README's GPU block between GPU_BEGIN and GPU_END."""
-    lines = [GPU_BEGIN, "", f"- {headline(pairs, summary, task=task, metric=metric)}"]
+    lines = [GPU_BEGIN, "", f"- {headline(pairs, summary, task=task, metric=metric, cpu_commit=cpu_commit)}"]
     check = check_sentence(checks)
     if check:
         lines.append(f"- {check}")
@@ -247,11 +284,13 @@ def update_readme(readme: Path, block: str) -> None:
     write_text(readme, head + block + tail)
 
 
-def build(*, task: str, root: Path, metric: str, readme: Path | None) -> pd.DataFrame:
-    """Pair, write the pairs CSV, the report, the figure and (optionally) the README block; returns the pairs."""
+def build(*, task: str, root: Path, metric: str, readme: Path | None, cpu_commit: str | None = None) -> pd.DataFrame:
+    """Pair, write the pairs CSV, the report, the figure and (optionally) the README block; returns the pairs.
+    The CPU twins come from ``root``'s results/, or from ``results/`` as committed at ``cpu_commit``."""
     gpu_dir = root / "reports" / "gpu" / task  # not under results/: the summary stage depends on all of results/
-    pairs = pair_runs(read_method_rows(root / "results" / task), read_method_rows(gpu_dir / "results" / task),
-                      metric=metric)
+    cpu = read_method_rows(root / "results" / task) if cpu_commit is None else \
+        read_method_rows_at(root, cpu_commit, task)
+    pairs = pair_runs(cpu, read_method_rows(gpu_dir / "results" / task), metric=metric)
     summary = method_summary(pairs)
     checks = read_gpu_check(gpu_dir / "gpu_check.jsonl")
     figure = f"figures/{task}-gpu-vs-cpu.png"
@@ -259,9 +298,10 @@ def build(*, task: str, root: Path, metric: str, readme: Path | None) -> pd.Data
     write_csv(gpu_dir / "pairs.csv", pairs)
     report = f"reports/gpu-{task}.md"
     write_text(root / report, report_markdown(pairs, summary, task=task, metric=metric, checks=checks,
-                                              figure=figure))
+                                              figure=figure, cpu_commit=cpu_commit))
     if readme is not None:
-        update_readme(readme, readme_block(pairs, summary, task=task, metric=metric, checks=checks, report=report))
+        update_readme(readme, readme_block(pairs, summary, task=task, metric=metric, checks=checks, report=report,
+                                           cpu_commit=cpu_commit))
     return pairs
 
 
@@ -274,11 +314,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=Path("."))
     parser.add_argument("--readme", type=Path, default=Path("README.md"))
     parser.add_argument("--no-readme", action="store_true", help="leave the README alone")
+    parser.add_argument("--cpu-commit", default=None,
+                        help="pair with results/ as committed at this commit (the CPU run the GPU archive copied)")
     args = parser.parse_args(argv)
     try:
         metric = load_params(args.params).task(args.task).main_metric
         pairs = build(task=args.task, root=args.root, metric=metric,
-                      readme=None if args.no_readme else args.readme)
+                      readme=None if args.no_readme else args.readme, cpu_commit=args.cpu_commit)
     except (GpuReportError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
