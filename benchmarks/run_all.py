@@ -336,10 +336,10 @@ def bench_pipeline() -> dict:
     says it is up to date; otherwise in a scratch copy (.scratch/bench-dvc: the tracked files, one image task on
     the smoke profile and one tuned method) that it reproduces first. Also: the stages a probe-parameter change
     would re-run there (`--dry`, params restored)."""
-    import shutil
+    from embedtune import scratch
 
-    dvc = str(Path(sys.executable).parent / "dvc")
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    dvc = scratch.dvc_executable()
+    env = scratch.dvc_env(REPO)
     status = subprocess.run([dvc, "status"], cwd=REPO, capture_output=True, text=True, env=env)
     if status.returncode == 0 and "Data and pipelines are up to date" in status.stdout:
         work, where = REPO, "this repository, up to date"
@@ -347,27 +347,17 @@ def bench_pipeline() -> dict:
         import yaml
 
         work = REPO / ".scratch" / "bench-dvc"
-        names = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                               capture_output=True, check=True).stdout.decode().split("\0")
-        for name in names:
-            if name and (REPO / name).is_file() and not name.startswith(("results/", "metrics/", "reports/")) \
-                    and name != "dvc.lock":
-                (work / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(REPO / name, work / name)
+        scratch.copy_tracked(work)
         raw = yaml.safe_load((work / "params.yaml").read_text())
         raw.update(profile="smoke", methods=["lora"], tasks={"medical": raw["tasks"]["medical"]})
         for profile in raw["profiles"].values():  # per-task backbones of the tasks left out
             profile["embed"].pop("task_backbones", None)
         raw["data_root"] = str((REPO / raw["data_root"]).resolve())
         (work / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-        if not (work / ".dvc" / "config").is_file():
-            subprocess.run([dvc, "init", "--no-scm", "-f"], cwd=work, capture_output=True, env=env)
-        (work / ".dvc" / "config").write_text("[core]\n    no_scm = true\n    autostage = false\n"
-                                               "    analytics = false\n")
-        env["PYTHONPATH"] = str(work / "src")
-        first = subprocess.run([dvc, "repro"], cwd=work, capture_output=True, text=True, env=env)
+        first = scratch.repro(work)
         if first.returncode != 0:
             return {"skipped": f"the scratch copy's first `dvc repro` failed: {first.stderr.strip()[-300:]}"}
+        env = scratch.dvc_env(work)
         where = "a scratch copy (one image task, smoke profile, one tuned method), right after its own repro"
     start = time.perf_counter()
     noop = subprocess.run([dvc, "repro"], cwd=work, capture_output=True, text=True, env=env)

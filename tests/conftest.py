@@ -132,15 +132,7 @@ def visible_html(page: Path) -> str:
 def dvc_pipeline(root: Path) -> subprocess.CompletedProcess:
     """The real pipeline on a tiny project: this repository's dvc.yaml, src/ and notebooks/ beside the
     project's params.yaml, then `dvc repro` (what `make smoke` and `make repro` run)."""
-    import shutil
-    import sys
+    from embedtune import scratch
 
-    shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
-    for folder in ("src", "notebooks"):
-        if not (root / folder).exists():
-            shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    dvc = str(Path(sys.executable).parent / "dvc")
-    if not (root / ".dvc").is_dir():
-        subprocess.run([dvc, "init", "--no-scm"], cwd=root, check=True, capture_output=True, env=env)
-    return subprocess.run([dvc, "repro"], cwd=root, capture_output=True, text=True, env=env)
+    scratch.copy_pipeline_code(root)
+    return scratch.repro(root)

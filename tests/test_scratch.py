@@ -1,0 +1,38 @@
+"""Scratch projects (make smoke, the pipeline benchmark, the slow tests): the copy holds the pipeline's code and
+never the committed run, and runs its own src/."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from embedtune import scratch
+
+
+def _repo(root: Path) -> Path:
+    for name in ("dvc.yaml", "params.yaml", "dvc.lock", "src/pkg/a.py", "results/t/probe.csv",
+                 "metrics/t/probe.json", "reports/index.html", "notes.md", "ignored.log"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(name)
+    (root / ".gitignore").write_text("*.log\n")
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    subprocess.run(["git", "add", "dvc.yaml", "params.yaml", "dvc.lock", "src", "results", "metrics", "reports",
+                    ".gitignore"], cwd=root, check=True)
+    return root  # notes.md: untracked but not ignored, so it travels; ignored.log does not
+
+
+def test_a_scratch_copy_holds_the_code_and_leaves_out_the_committed_run(tmp_path: Path) -> None:
+    repo, work = _repo(tmp_path / "repo"), tmp_path / "work"
+    names = scratch.copy_tracked(work, repo=repo)
+    assert sorted(names) == [".gitignore", "dvc.yaml", "notes.md", "params.yaml", "src/pkg/a.py"]
+    assert (work / "src" / "pkg" / "a.py").read_text() == "src/pkg/a.py"
+    assert not any((work / d).exists() for d in ("results", "metrics", "reports", "dvc.lock", "ignored.log"))
+
+
+def test_a_scratch_run_imports_the_copy_and_uses_this_interpreters_dvc(tmp_path: Path) -> None:
+    import sys
+
+    env = scratch.dvc_env(tmp_path)
+    assert env["PYTHONPATH"] == str(tmp_path / "src")
+    assert env["PATH"].split(":")[0] == str(Path(sys.executable).parent)
+    assert Path(scratch.dvc_executable()).parent == Path(sys.executable).parent
