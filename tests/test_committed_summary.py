@@ -1,0 +1,75 @@
+"""The committed cpu run against what it was built to deliver (issue "A verdict you can act on"): readable
+summary cells, 5 seeds at the small budgets, picks near the best, FLOPs per run, converged full-data runs.
+These read the files in git, so they hold for the run that was committed, not for a fixture."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from .conftest import visible_html
+
+ROOT = Path(__file__).resolve().parents[1]
+NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?")
+
+
+def _significant_digits(number: str) -> int:
+    mantissa = number.replace(",", "").split("e")[0]
+    digits = mantissa.replace(".", "") if "." in mantissa else mantissa.rstrip("0")
+    return len(digits.lstrip("0"))
+
+
+def test_no_cell_of_the_committed_summary_has_more_than_4_significant_digits() -> None:
+    """Every table cell on the summary page is rounded to what it can support (tables.readable)."""
+    text = visible_html(ROOT / "reports" / "summary.html")
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", text, flags=re.S)
+    assert cells, "reports/summary.html has no table cells"
+    long = [cell for cell in cells for n in NUMBER.findall(re.sub(r"<[^>]+>", "", cell))
+            if _significant_digits(n) > 4]
+    assert not long, f"summary cells with more than 4 significant digits: {long[:5]}"
+
+
+# The committed cpu run against what it was built to deliver (issue "A verdict you can act on", done-when).
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+TASKS = list(PARAMS["tasks"])
+TUNED = list(PARAMS["methods"])
+
+
+def _results(task: str, method: str) -> pd.DataFrame:
+    return pd.read_csv(ROOT / "results" / task / f"{method}.csv")
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_every_method_has_5_seeds_at_64_and_256_labels(task: str) -> None:
+    for method in ["probe", "classic", *TUNED]:
+        seeds = _results(task, method).groupby("budget")["seed"].nunique()
+        assert seeds.get(64, 0) >= 5 and seeds.get(256, 0) >= 5, f"{task}/{method}: seeds per budget {seeds.to_dict()}"
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_no_pick_is_more_than_2_points_below_the_best_mean(task: str) -> None:
+    decision = pd.read_csv(ROOT / "results" / task / "decision.csv")
+    gap = (decision["best_mean"] - decision["pick_mean"]) * 100  # points of the main metric
+    assert len(decision) and (gap <= 2.0).all(), decision.loc[gap > 2.0, ["budget", "pick", "best"]].to_dict("records")
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_tuned_runs_carry_flops_and_full_data_runs_converged(task: str) -> None:
+    for method in TUNED:
+        results = _results(task, method)
+        assert results[["train_flops", "infer_flops_per_row"]].notna().all().all(), f"{task}/{method}: FLOPs missing"
+        full_data = results[results["budget"] == results["budget"].max()]
+        capped = full_data[(full_data["epochs_seen"] < 2) & (full_data["stop_reason"] == "round cap")]
+        assert capped.empty, f"{task}/{method}: full-data runs cut by the cap under 2 epochs"
+
+
+@pytest.mark.xfail(strict=True, reason="the committed run stops on the validation loss while it keeps the best "
+                   "selection metric's weights: 65 of 168 tuned runs stopped with that metric at its best on the "
+                   "last evaluation (issue 21 stays open; a stop rule that watches both goes in with the next run)")
+def test_at_most_a_tenth_of_the_tuned_runs_ended_still_improving() -> None:
+    still = pd.concat([_results(task, method)["still_improving"] for task in TASKS for method in TUNED])
+    assert still.astype(bool).mean() <= 0.10, f"{int(still.sum())} of {len(still)} tuned runs still improving"
