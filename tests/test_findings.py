@@ -178,6 +178,11 @@ def test_the_still_improving_share_is_counted_over_every_task_against_the_aim() 
     assert met[1].startswith("1 of the 20 tuned runs did not learn at their searched rate")  # the probe is not counted
     short = findings.across_tasks_findings({"a": task([True, True] + [False] * 8, [0] * 10)})
     assert "(20.0%)" in short[0] and "not met (the round cap ended 2 runs while they still gained)" in short[0]
+    stopped = task([True, True, True] + [False] * 7, [0] * 10)
+    stopped["results"]["stop_reason"] = ["patience", "round cap", "patience", "patience"] + ["patience"] * 7
+    (cause,) = [s for s in findings.across_tasks_findings({"a": stopped}) if "not met" in s]
+    assert "not met (the round cap ended 1 runs while they still gained; 2 stopped on patience with the selection " \
+           "metric at its best on their last evaluation)" in cause
 
 
 def test_restarts_recorded_by_the_runs_are_stated() -> None:

@@ -312,8 +312,12 @@ def across_tasks_findings(per_task: dict[str, dict[str, Any]]) -> list[str]:
         return []
     flags = tuned["still_improving"].astype(bool)
     share = float(flags.mean())
-    verdict = ("met" if share <= STILL_IMPROVING_AIM else
-               f"not met (the round cap ended {int(flags.sum())} runs while they still gained)")
+    capped = flags & (tuned["stop_reason"].astype(str) == "round cap") if "stop_reason" in tuned else flags
+    causes = [f"the round cap ended {int(capped.sum())} runs while they still gained"] if capped.any() else []
+    if (flags & ~capped).any():  # patience watched another signal (the validation loss) than the selection metric
+        causes.append(f"{int((flags & ~capped).sum())} stopped on patience with the selection metric at its best "
+                      "on their last evaluation")
+    verdict = "met" if share <= STILL_IMPROVING_AIM else f"not met ({'; '.join(causes)})"
     out = [f"{int(flags.sum())} of the {len(tuned)} tuned runs over all tasks ({100 * share:.1f}%) were still "
            f"improving at their last evaluation; aim at most {100 * STILL_IMPROVING_AIM:.0f}%: {verdict}."]
     if "lr_restarts" in tuned:
