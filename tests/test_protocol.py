@@ -199,6 +199,38 @@ def test_training_stops_on_patience_or_at_the_round_cap(tiny_text_model_dir, mon
     assert result.steps == rounds * 2 and result.extra["planned_steps"] == 4
 
 
+@pytest.mark.parametrize(("stop_on", "scores", "losses", "rounds", "best", "improving"), [
+    # the loss turns up (overconfidence) while accuracy still climbs: val_loss stops at the metric's best
+    ("val_loss", [0.1, 0.2, 0.3, 0.4, 0.4, 0.4], [1.0, 0.9, 1.1, 1.2, 1.3, 1.4], 4, 3, True),
+    ("either", [0.1, 0.2, 0.3, 0.4, 0.4, 0.4], [1.0, 0.9, 1.1, 1.2, 1.3, 1.4], 6, 3, False),
+    # the metric dips by chance while the loss still falls: metric stops early, either goes on
+    ("metric", [0.5, 0.4, 0.45, 0.3, 0.3, 0.3], [1.0, 0.9, 0.8, 0.7, 0.75, 0.8], 3, 0, False),
+    ("either", [0.5, 0.4, 0.45, 0.3, 0.3, 0.3], [1.0, 0.9, 0.8, 0.7, 0.75, 0.8], 6, 0, False),
+])
+def test_stop_on_names_what_patience_watches(tiny_text_model_dir, monkeypatch: pytest.MonkeyPatch, stop_on: str,
+                                             scores: list[float], losses: list[float], rounds: int, best: int,
+                                             improving: bool) -> None:
+    from embedtune import engine
+    from embedtune.backbones import load_backbone
+
+    from .conftest import make_text_rows
+
+    enc = load_backbone(str(tiny_text_model_dir), kind="text", max_length=16)
+    frame = make_text_rows(48)
+    x, y = frame["text"].tolist(), (frame["label"] == "pos").to_numpy(np.int64)
+    torch.manual_seed(0)
+    model = build_model(enc, 2, method="full")
+    _scripted_scores(monkeypatch, scores, n_val=12)
+    scripted_losses = iter(losses)
+    monkeypatch.setattr(engine, "_val_loss", lambda probs, y: next(scripted_losses))
+    cfg = TrainConfig(method="full", max_epochs=1, batch_size=8, min_steps=4, evals_per_run=2, max_rounds=8,
+                      patience=2, stop_on=stop_on, lr=1e-3)
+    result = train(model, train_items=x[:32], train_y=y[:32], val_items=x[32:44], val_y=y[32:44], config=cfg,
+                   progress=False)
+    assert len(result.history) == rounds and result.stop_reason == "patience"
+    assert result.best_epoch == best and result.still_improving is improving
+
+
 def test_rank_shards_cover_each_micro_batch_and_never_run_empty() -> None:
     from embedtune.engine import rank_shard
 

@@ -122,3 +122,15 @@ def test_index_page_loads_links_resolve_and_screenshot_is_not_blank(tmp_path) ->
                          capture_output=True, text=True, timeout=120).stdout
     assert "Embed or Tune" in dom and "0.846" in dom
     assert np.isfinite(pixels).all()
+
+
+def test_readable_spread_prints_zero_for_identical_values_and_marks_single_seeds() -> None:
+    import pandas as pd
+
+    from embedtune.tables import readable_spread
+
+    frame = pd.DataFrame({"accuracy": [0.7, 0.7, 0.7, 0.8, 0.9]}, index=[0, 0, 0, 1, 2])
+    spread = frame.groupby(level=0)["accuracy"].std().to_frame("accuracy std").reset_index()
+    out = readable_spread(spread)["accuracy std"].tolist()
+    assert out[0] == "0" and out[1] == "— (1 seed)" and out[2] == "— (1 seed)"
+    assert readable_spread(pd.DataFrame({"x std": [0.0123456, 1.2e-16]}))["x std"].tolist() == ["0.012", "0"]

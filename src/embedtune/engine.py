@@ -12,10 +12,12 @@
 Schedule (`schedule`): a round is ``clip(max(min_steps, max_epochs × steps per pass), ≤ max_steps) /
 evals_per_run`` optimizer steps. After every round the model is scored on the selection rows; training
 stops after ``patience`` rounds without gain or at ``max_rounds`` rounds, and the best round's weights are
-restored. The learning rate warms up, then decays linearly over the ``max_rounds`` horizon (as a trainer
+restored. A gain is what ``stop_on`` names: the selection metric, the validation loss, or ``either`` (the
+loss keeps a run going through the metric's chance dips on a few hundred rows; the metric keeps it going
+while accuracy still climbs after the loss turns up from overconfidence). The learning rate warms up, then decays linearly over the ``max_rounds`` horizon (as a trainer
 with an early-stopping callback plans its schedule over its maximum length), so a run that still improves
 at the planned length keeps a useful learning rate and goes on. ``still_improving`` says the best round was
-the last one evaluated, which only happens when a run reaches ``max_rounds``. The data order is a
+the last one evaluated, which with ``metric`` or ``either`` only happens when a run reaches ``max_rounds``. The data order is a
 concatenation of seeded permutations of the budget (one per pass, `training_order`).
 
 The loop runs through `accelerate` (CPU, one GPU or DDP via ``accelerate launch``): AdamW (fused),
@@ -76,7 +78,9 @@ class TrainConfig:
     grad_accum: int = 1
     grad_clip: float = 1.0
     patience: int = 2  # evaluations without gain before stopping
-    stop_on: str = "metric"  # what patience watches: "metric" (selection metric) or "val_loss" (smoother)
+    # what patience watches: "metric" (selection metric), "val_loss" (smoother) or "either" (a round gains
+    # when either improves, so a run never stops while the kept metric is at a new best)
+    stop_on: str = "metric"
     min_steps: int = 0
     max_steps: int | None = None
     evals_per_run: int = 4
@@ -371,7 +375,9 @@ def train(model: Classifier, *, train_items: Any, train_y: np.ndarray, val_items
                         "seconds": time.perf_counter() - round_start})
         val_loss = history[-1]["val_loss"]
         lowest_loss = min(best.get("loss", math.inf), val_loss)
-        gained = score > best["score"] if config.stop_on == "metric" else val_loss < best.get("loss", math.inf)
+        metric_gained, loss_gained = score > best["score"], val_loss < best.get("loss", math.inf)
+        gained = {"metric": metric_gained, "val_loss": loss_gained,
+                  "either": metric_gained or loss_gained}[config.stop_on]
         if score > best["score"]:  # the kept weights: the best selection metric
             best = {"score": score, "epoch": round_index, "state": copy.deepcopy(raw.state_dict()),
                     "thresholds": thresholds, "step": steps_done}

@@ -119,9 +119,9 @@ class FinetuneParams:
     evals_per_run: int = 5
     max_rounds: int | None = None  # hard cap on evaluations (≥ evals_per_run); None = evals_per_run
     patience: int = 2
-    # what patience watches: the selection metric, or the validation loss (smoother on a few hundred rows);
-    # the kept weights are always the best selection metric's
-    stop_on: Literal["metric", "val_loss"] = "metric"
+    # what patience watches: the selection metric, the validation loss (smoother on a few hundred rows), or
+    # either (a round without a gain in both counts); the kept weights are always the best selection metric's
+    stop_on: Literal["metric", "val_loss", "either"] = "metric"
     lr_restarts: int = 0  # restarts at LR ÷ lr_step of a run that did not learn (tuning.learned); 0 = never
     restart_loss_ratio: float = 0.8  # "did not learn": last round's training loss ≥ this × the first round's
     warmup_frac: float = 0.1

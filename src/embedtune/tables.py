@@ -149,10 +149,12 @@ def paired_table(comparisons: pd.DataFrame) -> pd.DataFrame:
 
 
 def readable_spread(table: pd.DataFrame) -> pd.DataFrame:
-    """Standard-deviation columns as text for display: a single-seed cell reads "— (1 seed)", not NaN."""
+    """Standard-deviation columns as text for display: a single-seed cell reads "— (1 seed)", not NaN, and
+    the spread of identical values reads 0, not the float residue of their mean (1e-16)."""
     out = table.copy()
     for col in [c for c in out.columns if str(c).split(" ")[-1] == "std"]:
-        out[col] = [significant(v, 2) if pd.notna(v) else "— (1 seed)" for v in out[col]]
+        out[col] = [("0" if abs(v) < 1e-12 else significant(v, 2)) if pd.notna(v) else "— (1 seed)"
+                    for v in out[col]]
     return out
 
 
