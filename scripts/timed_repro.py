@@ -82,24 +82,27 @@ def _utc(seconds: float) -> str:
 
 
 def record(stages: list[dict[str, object]], started: float, finished: float, *,
-           resumed: dict[str, object] | None = None, complete: bool = True) -> dict[str, object]:
-    """The record of this invocation, added to `resumed` (an unfinished record of the same run) if given."""
+           resumed: dict[str, object] | None = None, complete: bool = True,
+           commit: str | None = None) -> dict[str, object]:
+    """The record of this invocation, added to `resumed` (an unfinished record of the same run) if given.
+    `commit`: the HEAD this invocation started at (a commit made while it runs does not rename it);
+    None reads HEAD now."""
     own = [{"stage": s["stage"], "seconds": s["seconds"]} for s in stages if "seconds" in s]
     earlier = resumed or {}
-    return {"profile": _profile(), "commit": _git("rev-parse", "--short", "HEAD"),
+    commit = commit or _git("rev-parse", "--short", "HEAD")
+    return {"profile": _profile(), "commit": commit,
             "dirty": bool(_git("status", "--porcelain", "--", *SOURCE_PATHS)),  # the same paths as the provenance
             "cores": os.cpu_count(), "machine": platform.machine(),
             "started": earlier.get("started", _utc(started)), "finished": _utc(finished),
             "wall_seconds": round(float(earlier.get("wall_seconds", 0.0)) + finished - started, 1),
             "parts": int(earlier.get("parts", 0)) + 1, "complete": complete,
-            "commits": _commits(earlier),
+            "commits": _commits(earlier, commit),
             "stages": [*earlier.get("stages", []), *own]}
 
 
-def _commits(earlier: dict[str, object]) -> list[str]:
-    """The commits of all parts, this one last; an old record without the list names its own commit."""
+def _commits(earlier: dict[str, object], head: str) -> list[str]:
+    """The commits of all parts, this one (`head`) last; an old record without the list names its own."""
     before = earlier.get("commits") or ([earlier["commit"]] if earlier.get("commit") else [])
-    head = _git("rev-parse", "--short", "HEAD")
     return [*before, head] if not before or before[-1] != head else list(before)
 
 
@@ -133,9 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dvc_args", nargs="*", help="extra arguments for dvc repro (after --)")
     args = parser.parse_args(argv)
     resumed = unfinished()
+    head = _git("rev-parse", "--short", "HEAD")  # the commit this part runs, read before it starts
 
     def checkpoint(stages: list[dict[str, object]], started: float) -> None:
-        write_record(record(stages, started, time.time(), resumed=resumed, complete=False))
+        write_record(record(stages, started, time.time(), resumed=resumed, complete=False, commit=head))
 
     code, stages, started, finished = timed_run(["dvc", "repro", *args.dvc_args], on_stage_done=checkpoint)
     if code != 0:
@@ -145,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     if not stages:
         print(f"no stage ran; {RECORD.relative_to(ROOT)} keeps the previous record")
         return 0
-    data = record(stages, started, finished, resumed=resumed)
+    data = record(stages, started, finished, resumed=resumed, commit=head)
     write_record(data)
     print(f"wrote {RECORD.relative_to(ROOT)}: {data['wall_seconds'] / 60:.1f} min, {len(stages)} stages")
     return subprocess.run(["dvc", "repro", "--force", "--single-item", "summary"], cwd=ROOT).returncode

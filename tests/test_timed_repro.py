@@ -64,3 +64,11 @@ def test_a_record_is_resumed_only_while_the_pipeline_sources_are_unchanged(tmp_p
         assert timed.unfinished(target) is None
     assert timed.record([], 0.0, 1.0, resumed={**first, "commits": ["abc1234"]})["commits"] == [
         "abc1234", first["commit"]]
+
+
+def test_the_record_names_the_commit_its_part_started_at() -> None:
+    timed = _script()
+    data = timed.record([{"stage": "prepare@a", "seconds": 1.0}], 0.0, 2.0, commit="1234abc")
+    assert data["commit"] == "1234abc" and data["commits"] == ["1234abc"]
+    later = timed.record([{"stage": "probe@a", "seconds": 1.0}], 10.0, 12.0, resumed=data, commit="5678def")
+    assert later["commit"] == "5678def" and later["commits"] == ["1234abc", "5678def"]
