@@ -55,15 +55,21 @@ def read_method_rows_at(repo: Path, commit: str, task: str, *, methods: tuple[st
     import io
     import subprocess
 
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
+
+    if git("cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
+        raise GpuReportError(f"{commit} is not a commit of the repository at {repo}; pass a commit of this "
+                             "repository that holds the CPU run")
     frames = []
     for method in methods:
-        shown = subprocess.run(["git", "show", f"{commit}:results/{task}/{method}.csv"], cwd=repo,
-                               capture_output=True, text=True)
-        if shown.returncode == 0:
-            frames.append(pd.read_csv(io.StringIO(shown.stdout)))
-        elif "does not exist" not in shown.stderr and "exists on disk, but not in" not in shown.stderr:
-            raise GpuReportError(f"git show {commit}:results/{task}/{method}.csv failed: {shown.stderr.strip()}; "
-                                 "pass a commit of this repository that holds the CPU run")
+        spec = f"{commit}:results/{task}/{method}.csv"
+        if git("cat-file", "-e", spec).returncode != 0:  # the commit holds no such file (a method not run)
+            continue
+        shown = git("show", spec)
+        if shown.returncode != 0:
+            raise GpuReportError(f"git show {spec} failed: {shown.stderr.strip()}")
+        frames.append(pd.read_csv(io.StringIO(shown.stdout)))
     if not frames:
         raise GpuReportError(f"commit {commit} holds no results/{task}/<method>.csv of a tuned method "
                              f"({', '.join(methods)}); pass the commit of the CPU run the GPU archive copied")
