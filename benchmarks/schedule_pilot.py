@@ -4,11 +4,20 @@ Re-trains a few tuned runs of the committed `cpu` run (by default the kinds that
 the single-seed budgets and 256 labels on medical) under other schedule settings, with the committed run's
 learning rate, subset and selection rows, and reports what a schedule decides: optimizer steps, rounds,
 the best round, whether the run was still improving at its last evaluation, the best selection score
-and the training time. The test split is not scored, so this can choose a schedule without looking at
-test numbers. The committed run's own rows (`results/<task>/<method>.csv`) give the baseline.
+and the training time. Test numbers are neither read nor reported, so this can choose a schedule without
+looking at them. The committed run's own rows (`results/<task>/<method>.csv`) give the baseline.
 
     python benchmarks/schedule_pilot.py --variant rounds10:max_rounds=10 \\
         --variant rounds10-long:max_rounds=10,max_steps=320 --out reports/schedule-pilot.md
+
+Stop rules replayed (``--replay stop_on:patience``): the trajectory of a run does not depend on its stop
+rule (data order, dropout and the learning-rate horizon do not), so each variant's per-round selection
+scores and validation losses also say where every rule that stops no later would have stopped
+(`engine.replay_stopping`): one long run per case prices several rules. Steps are the host-independent
+cost; the committed run's steps are the baseline.
+
+    python benchmarks/schedule_pilot.py --variant either:stop_on=either --replay val_loss:2 \\
+        --replay metric:2 --replay either:1 --case sentiment,full,256,0 --out reports/schedule-pilot-3.md
 
 Runs go to a scratch run cache (``--scratch``); the repository's own cache is never written.
 """
@@ -17,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
 import time
@@ -34,18 +44,24 @@ DEFAULT_CASES = [("medical", "full", 256, 0), ("medical", "lora", 256, 1), ("med
                  ("legal", "full", "all", 0)]
 
 
-def parse_variant(text: str) -> tuple[str, dict[str, int]]:
-    """'name:key=value,key=value' → (name, {key: int}); keys must be FinetuneParams schedule fields."""
+STOP_RULES = ("metric", "val_loss", "either")
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, int | str]]:
+    """'name:key=value,key=value' → (name, {key: value}); keys must be FinetuneParams schedule fields
+    (integers, and `stop_on`: one of STOP_RULES)."""
     from embedtune.params import FinetuneParams
 
     name, _, body = text.partition(":")
-    allowed = {"max_rounds", "max_steps", "min_steps", "evals_per_run", "patience", "max_epochs"}
-    settings = {}
+    allowed = {"max_rounds", "max_steps", "min_steps", "evals_per_run", "patience", "max_epochs", "stop_on"}
+    settings: dict[str, int | str] = {}
     for item in filter(None, body.split(",")):
         key, _, value = item.partition("=")
         if key not in allowed or key not in {f.name for f in dataclasses.fields(FinetuneParams)}:
             raise SystemExit(f"--variant {text!r}: unknown key {key!r}; allowed: {sorted(allowed)}")
-        settings[key] = int(value)
+        if key == "stop_on" and value not in STOP_RULES:
+            raise SystemExit(f"--variant {text!r}: stop_on={value!r}; allowed values: {list(STOP_RULES)}")
+        settings[key] = value if key == "stop_on" else int(value)
     if not name or not settings:
         raise SystemExit(f"--variant {text!r}: expected name:key=value[,key=value]")
     return name, settings
@@ -69,7 +85,7 @@ def committed_row(task: str, method: str, budget: int, seed: int) -> pd.Series:
     return hit.iloc[0]
 
 
-def pilot(cases: list[tuple], variants: list[tuple[str, dict[str, int]]], *, scratch: Path) -> pd.DataFrame:
+def pilot(cases: list[tuple], variants: list[tuple[str, dict[str, int | str]]], *, scratch: Path) -> pd.DataFrame:
     from embedtune.params import load_params
     from embedtune.runs import run_one, stage_context
 
@@ -98,17 +114,71 @@ def pilot(cases: list[tuple], variants: list[tuple[str, dict[str, int]]], *, scr
                 r = run["row"]
                 result = {"steps": int(r["steps"]), "rounds": int(r["evaluations"]), "best_step": int(r["best_step"]),
                           "still_improving": bool(r["still_improving"]), "val_score": float(r["val_score"]),
-                          "train_seconds": float(r["train_seconds"]), "wall_seconds": time.perf_counter() - start}
+                          "train_seconds": float(r["train_seconds"]), "wall_seconds": time.perf_counter() - start,
+                          # the trajectory, one entry per round, for replaying other stop rules
+                          "round_steps": json.dumps([int(h["step"]) for h in run["curve"]]),
+                          "val_metrics": json.dumps([float(h["val_metric"]) for h in run["curve"]]),
+                          "val_losses": json.dumps([float(h["val_loss"]) for h in run["curve"]]),
+                          "cap": int(ft.max_rounds or ft.evals_per_run)}
             out.append({"task": task, "method": method, "budget": budget, "seed": seed, "variant": name,
-                        **{k: settings.get(k) for k in ("max_rounds", "max_steps")}, **result})
-            print(out[-1], flush=True)
+                        **{k: settings.get(k) for k in ("max_rounds", "max_steps", "stop_on")}, **result})
+            print({k: v for k, v in out[-1].items() if k not in ("round_steps", "val_metrics", "val_losses")},
+                  flush=True)
     return pd.DataFrame(out)
 
 
-def to_markdown(frame: pd.DataFrame, variants: list[tuple[str, dict[str, int]]]) -> str:
+def replay(frame: pd.DataFrame, rules: list[tuple[str, int]]) -> pd.DataFrame:
+    """Per trained variant row and stop rule (stop_on, patience): where that rule would have stopped on the
+    same trajectory (`engine.replay_stopping`), with the committed run's steps beside it. A rule that
+    would train past the rounds the variant ran is left out (``replayed`` False)."""
+    from embedtune.engine import replay_stopping
+
+    committed = frame[frame["variant"] == "committed"].set_index(["task", "method", "budget", "seed"])["steps"]
+    out = []
+    for _, row in frame[frame["variant"] != "committed"].iterrows():
+        steps, scores, losses = (json.loads(row[c]) for c in ("round_steps", "val_metrics", "val_losses"))
+        for stop_on, patience in rules:
+            stop = replay_stopping(scores, losses, stop_on=stop_on, patience=patience, max_rounds=int(row["cap"]))
+            base = {"task": row["task"], "method": row["method"], "budget": row["budget"], "seed": row["seed"],
+                    "variant": row["variant"], "rule": f"{stop_on}:{patience}",
+                    "committed_steps": int(committed[(row["task"], row["method"], row["budget"], row["seed"])]),
+                    "replayed": stop is not None}
+            if stop is not None:
+                base.update(steps=steps[stop.rounds - 1], rounds=stop.rounds, still_improving=stop.still_improving,
+                            stop_reason=stop.stop_reason, val_score=scores[stop.best_round])
+            out.append(base)
+    return pd.DataFrame(out)
+
+
+def replay_markdown(replayed: pd.DataFrame) -> list[str]:
+    """Per variant and rule: how many runs it stops still improving, and its steps against the committed."""
+    lines = ["", "## Stop rules replayed on the same trajectories", "",
+             "Steps are optimizer steps summed over the runs the rule could be replayed on, against the committed "
+             "run's steps on the same runs (the host-independent cost); the selection score is the best round's.",
+             "", "| variant | rule | runs replayed | still improving | share | by budget (at the cap) | "
+             "steps ÷ committed | mean selection score |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for (variant, rule), group in replayed.groupby(["variant", "rule"], sort=False):
+        done = group[group["replayed"]]
+        if done.empty:
+            lines.append(f"| {variant} | `{rule}` | 0 of {len(group)} | — | — | — | — | — |")
+            continue
+        flags = done["still_improving"].astype(bool)
+        capped = flags & (done["stop_reason"] == "round cap")
+        by_budget = ", ".join(f"{budget}: {int(flags[done['budget'] == budget].sum())}/{int((done['budget'] == budget).sum())}"
+                              f" ({int(capped[done['budget'] == budget].sum())})"
+                              for budget in sorted(done["budget"].unique()))
+        ratio = done["steps"].sum() / done["committed_steps"].sum()
+        lines.append(f"| {variant} | `{rule}` | {len(done)} of {len(group)} | {int(flags.sum())} | "
+                     f"{flags.mean():.0%} | {by_budget} | {ratio:.2f} | {done['val_score'].mean():.4f} |")
+    return lines
+
+
+def to_markdown(frame: pd.DataFrame, variants: list[tuple[str, dict[str, int | str]]]) -> str:
     lines = ["# Schedule pilot (validation only)", "",
              "Generated by `python benchmarks/schedule_pilot.py`; machine: "
-             f"{os.cpu_count()} cores. The test split was not scored. `committed` is the committed cpu run's row.",
+             f"{os.cpu_count()} cores. Test numbers are neither read nor reported. `committed` is the committed cpu "
+             "run's row (run on the host that made the committed run, which may differ from this one: the "
+             "`val_loss:2` replay below, the committed rule, shows how closely the trajectories agree).",
              "", "Variants: " + "; ".join(f"`{n}` = {s}" for n, s in variants) + ".", ""]
     cols = ["task", "method", "budget", "seed", "variant", "steps", "rounds", "best_step", "still_improving",
             "val_score", "train_seconds"]
@@ -129,6 +199,15 @@ def to_markdown(frame: pd.DataFrame, variants: list[tuple[str, dict[str, int]]])
     return "\n".join(lines) + "\n"
 
 
+def parse_rule(text: str) -> tuple[str, int]:
+    """'stop_on:patience' → (stop_on, patience)."""
+    stop_on, _, patience = text.partition(":")
+    if stop_on not in STOP_RULES or not patience.isdigit() or int(patience) < 1:
+        raise SystemExit(f"--replay {text!r}: expected stop_on:patience with stop_on in {list(STOP_RULES)} and "
+                         "patience ≥ 1")
+    return stop_on, int(patience)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", action="append", required=True, help="name:key=value[,key=value]")
@@ -136,21 +215,26 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "schedule-pilot.md")
     parser.add_argument("--case", action="append", default=None,
                         help="task,method,budget|all,seed (default: the kinds left still improving)")
+    parser.add_argument("--replay", action="append", default=[],
+                        help="stop_on:patience, a stop rule replayed on each variant's trajectories")
     parser.add_argument("--from-csv", type=Path, default=None,
                         help="re-render the table from a pilot's CSV (written beside --out) instead of training")
     args = parser.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     variants = [parse_variant(v) for v in args.variant]
+    rules = [parse_rule(r) for r in args.replay]
     cases = DEFAULT_CASES if not args.case else [
         (t, m, b if b == "all" else int(b), int(s)) for t, m, b, s in (c.split(",") for c in args.case)]
     if args.from_csv is not None:
-        frame = pd.read_csv(args.from_csv)
+        frame = pd.read_csv(args.from_csv).drop_duplicates(["task", "method", "budget", "seed", "variant"])
     else:
         frame = pilot(cases, variants, scratch=args.scratch)
         staged_csv = args.out.with_name(f".{args.out.stem}.csv.tmp")
         frame.to_csv(staged_csv, index=False)
         staged_csv.replace(args.out.with_suffix(".csv"))
     text = to_markdown(frame, variants)
+    if rules:
+        text += "\n".join(replay_markdown(replay(frame, rules))) + "\n"
     staged = args.out.with_name(f".{args.out.name}.tmp")
     staged.write_text(text)
     staged.replace(args.out)

@@ -12,7 +12,7 @@ import torch
 from embedtune import runs
 from embedtune.backbones import load_backbone
 from embedtune.data import selection_index
-from embedtune.engine import TrainConfig, build_model, schedule, train
+from embedtune.engine import StopOutcome, TrainConfig, build_model, replay_stopping, schedule, train
 from embedtune.gridsearch import grid_search
 from embedtune.outputs import learned
 from embedtune.partial import PartialEncoder, build_feature_bank
@@ -229,6 +229,17 @@ def test_stop_on_names_what_patience_watches(tiny_text_model_dir, monkeypatch: p
                    progress=False)
     assert len(result.history) == rounds and result.stop_reason == "patience"
     assert result.best_epoch == best and result.still_improving is improving
+    replayed = replay_stopping(scores, losses, stop_on=stop_on, patience=2, max_rounds=8)
+    assert replayed == StopOutcome(rounds, best, improving, "patience")  # the pilot's replay = the loop
+
+
+def test_replay_stops_at_the_cap_and_declines_rounds_it_was_not_given() -> None:
+    climbing, falling = [0.1, 0.2, 0.3, 0.4], [1.0, 0.9, 0.8, 0.7]
+    assert replay_stopping(climbing, falling, stop_on="either", patience=2, max_rounds=4) == StopOutcome(
+        4, 3, True, "round cap")
+    assert replay_stopping(climbing, falling, stop_on="either", patience=2, max_rounds=8) is None
+    assert replay_stopping([0.5, float("nan"), 0.4], [1.0, 1.1, 1.2], stop_on="metric", patience=2,
+                           max_rounds=8) == StopOutcome(3, 0, False, "patience")
 
 
 def test_rank_shards_cover_each_micro_batch_and_never_run_empty() -> None:
