@@ -13,7 +13,7 @@ looking at them. The committed run's own rows (`results/<task>/<method>.csv`) gi
 Stop rules replayed (``--replay stop_on:patience``): the trajectory of a run does not depend on its stop
 rule (data order, dropout and the learning-rate horizon do not), so each variant's per-round selection
 scores and validation losses also say where every rule that stops no later would have stopped
-(`engine.replay_stopping`): one long run per case prices several rules. Steps are the host-independent
+(`stopping.replay_stopping`): one long run per case prices several rules. Steps are the host-independent
 cost; the committed run's steps are the baseline.
 
     python benchmarks/schedule_pilot.py --variant either:stop_on=either --replay val_loss:2 \\
@@ -129,9 +129,9 @@ def pilot(cases: list[tuple], variants: list[tuple[str, dict[str, int | str]]], 
 
 def replay(frame: pd.DataFrame, rules: list[tuple[str, int]]) -> pd.DataFrame:
     """Per trained variant row and stop rule (stop_on, patience): where that rule would have stopped on the
-    same trajectory (`engine.replay_stopping`), with the committed run's steps beside it. A rule that
+    same trajectory (`stopping.replay_stopping`), with the committed run's steps beside it. A rule that
     would train past the rounds the variant ran is left out (``replayed`` False)."""
-    from embedtune.engine import replay_stopping
+    from embedtune.stopping import replay_stopping
 
     committed = frame[frame["variant"] == "committed"].set_index(["task", "method", "budget", "seed"])["steps"]
     out = []

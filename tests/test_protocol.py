@@ -12,12 +12,13 @@ import torch
 from embedtune import runs
 from embedtune.backbones import load_backbone
 from embedtune.data import selection_index
-from embedtune.engine import StopOutcome, TrainConfig, build_model, replay_stopping, schedule, train
+from embedtune.engine import TrainConfig, build_model, schedule, train
 from embedtune.gridsearch import grid_search
 from embedtune.outputs import learned
 from embedtune.partial import PartialEncoder, build_feature_bank
 from embedtune.probe import fit_classic, fit_probe
 from embedtune.shift import CORRUPTIONS, corrupt, perturb_texts, psnr
+from embedtune.stopping import StopOutcome, replay_stopping
 
 from .conftest import make_images, make_text_rows
 
