@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import os
 import re
 import subprocess
+import types
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +124,17 @@ def project(tmp_path: Path, tiny_text_model_dir: Path, tiny_image_model_dir: Pat
 
 
 EMBEDDED_IMAGE = re.compile(r"data:image/[a-z+]+;base64,[A-Za-z0-9+/=]+")
+
+
+def load_script(relative: str) -> types.ModuleType:
+    """A script of the repository that is not in the package (`benchmarks/…`, `scripts/…`), imported from
+    its file."""
+    path = REPO / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None, f"cannot import {relative}"
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def visible_html(page: Path) -> str:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
+
+from .conftest import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _check_env():
-    spec = importlib.util.spec_from_file_location("check_env", REPO / "scripts" / "check_env.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/check_env.py")
 
 
 def test_drift_names_the_package_and_both_versions(tmp_path: Path, capsys) -> None:

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from .conftest import load_script
 
 
 def _pilot():
-    spec = importlib.util.spec_from_file_location("schedule_pilot", ROOT / "benchmarks" / "schedule_pilot.py")
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/schedule_pilot.py")
 
 
 def test_a_variant_takes_a_stop_rule_and_rejects_an_unknown_one() -> None:

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from .conftest import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("timed_repro", ROOT / "scripts" / "timed_repro.py")
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/timed_repro.py")
 
 
 def test_each_announced_stage_gets_the_time_until_the_next_one(tmp_path: Path) -> None:
