@@ -12,13 +12,14 @@
 Schedule (`schedule`): a round is ``clip(max(min_steps, max_epochs × steps per pass), ≤ max_steps) /
 evals_per_run`` optimizer steps. After every round the model is scored on the selection rows; training
 stops after ``patience`` rounds without gain or at ``max_rounds`` rounds, and the best round's weights are
-restored. A gain is what ``stop_on`` names: the selection metric, the validation loss, or ``either`` (the
-loss keeps a run going through the metric's chance dips on a few hundred rows; the metric keeps it going
-while accuracy still climbs after the loss turns up from overconfidence). The learning rate warms up, then decays linearly over the ``max_rounds`` horizon (as a trainer
-with an early-stopping callback plans its schedule over its maximum length), so a run that still improves
-at the planned length keeps a useful learning rate and goes on. ``still_improving`` says the best round was
-the last one evaluated, which with ``metric`` or ``either`` only happens when a run reaches ``max_rounds``. The data order is a
-concatenation of seeded permutations of the budget (one per pass, `training_order`).
+restored. A gain is what ``stop_on`` names (`stopping.round_gained`): the selection metric, the validation
+loss, or ``either`` (the loss keeps a run going through the metric's chance dips on a few hundred rows; the
+metric keeps it going while accuracy still climbs after the loss turns up from overconfidence). The
+learning rate warms up, then decays linearly over the ``max_rounds`` horizon (as a trainer with an
+early-stopping callback plans its schedule over its maximum length), so a run that still improves at the
+planned length keeps a useful learning rate and goes on. ``still_improving`` says the best round was the
+last one evaluated, which with ``metric`` or ``either`` only happens when a run reaches ``max_rounds``. The
+data order is a concatenation of seeded permutations of the budget (one per pass, `training_order`).
 
 The loop runs through `accelerate` (CPU, one GPU or DDP via ``accelerate launch``): AdamW (fused),
 gradient accumulation and clipping, and a checkpoint after every round that a restarted run resumes from.

@@ -44,5 +44,3 @@ def replay_stopping(scores: list[float], losses: list[float], *, stop_on: str, p
         if rounds == max_rounds:
             return StopOutcome(rounds, best_round, best_round == index, "round cap")
     return None
-
-
