@@ -139,7 +139,7 @@ def test_editing_a_training_module_changes_the_run_key(tmp_path: Path, monkeypat
     monkeypatch.setattr(runs, "__file__", str(copy_dir / "runs.py"))
     before = runs.source_digest()
     key = dict(config_digest="c", subset=np.arange(4), selection=np.arange(3), data_checksum="d", weights_hash="w",
-               head=None, shift_digest="s", extra={})
+               probe_inputs=None, shift_digest="s", extra={})
     k1 = runs.run_identity(source=before, **key)
     with open(copy_dir / "engine.py", "a") as fh:
         fh.write("\n# an edit\n")
@@ -368,5 +368,6 @@ def test_a_run_that_did_not_learn_restarts_once_at_a_lower_rate(project, monkeyp
     out = runs.run_one(ctx, seed=1, budget=budget, lr=lr, progress=False, score_shift=False)
     row = out["row"]
     assert row["lr_restarts"] == 1 and row["lr"] == pytest.approx(lr / ft.lr_step) and row["lr_searched"] == lr
-    assert (TaskPaths(root, "toytext").checkpoints / "full" / f"s1_b{budget}_lr{lr:.3g}" / "restart1").is_dir()
+    # finished: no resume state is left under checkpoints/, the record is in the store
     assert not list((TaskPaths(root, "toytext").checkpoints / "full").rglob("state.pt"))
+    assert list((root / "runs" / "toytext" / "full" / "final").glob(f"s1_b{budget}_*.json"))

@@ -18,10 +18,12 @@ Protocol (one selection set, search on validation, schedules that converge):
    reads the training loss only. Rows record the rate used, the searched one, the restarts and ``learned``;
    the time of failed attempts counts in the run's cost. The search itself never restarts.
    The test split and every shift set (shift.py) are scored once, after training, inside the run.
-4. **Run cache.** A finished run is kept under ``checkpoints/<task>/<method>/<run>/`` and reused only when
-   its key matches (`run_identity`): the training config, the subset's row indices, the selection rows,
-   the data checksum, the backbone's weights hash, the probe head (lp_ft), the shift sets' checksum and the
-   source of the modules that train. Editing any of them retrains; ``make clean-runs`` empties the cache.
+4. **Run store.** A finished run is one committed record under ``runs/<task>/<method>/<stage>/`` (`store`),
+   reused on any host when its key matches (`run_identity`): the training config with the *requested*
+   precision, the subset's row indices, the selection rows, the data checksum, the backbone's weights hash,
+   for lp_ft the probe's inputs (its config, the embedding config and the probe code, not its head, whose
+   last bits differ between hosts), the shift sets' content and the source of the modules that train.
+   Editing any of them retrains. ``checkpoints/<task>/<method>/<run>/`` holds mid-run resume state only.
 """
 
 from __future__ import annotations
@@ -40,17 +42,20 @@ import pandas as pd
 from .backbones import Encoder, load_backbone
 from .costs import device_name, measure, price
 from .data import TaskData, load_prepared, selection_index
-from .io import md5_file, read_json, seed_everything, write_json, write_npz
+from .io import seed_everything
 from .metrics import compute_metrics
 from .outputs import learned
 from .params import Params, check_method, task_kind
 from .paths import TaskPaths, load_subsets, run_key
 from .registry import metric_names
 from .shift import ShiftSet, read_shift_sets
+from .store import MissingRunError, RunStore, folder_digest, host_info, record_name, store_mode
 
-# the modules whose code decides a tuned run's numbers (their bytes enter the run-cache key)
+# the modules whose code decides a tuned run's numbers (their bytes enter the run key)
 TRAINING_MODULES = ("engine.py", "backbones.py", "partial.py", "metrics.py", "runs.py", "shift.py", "precision.py",
-                    "ordering.py", "outputs.py", "batchnorm.py")
+                    "ordering.py", "outputs.py", "batchnorm.py", "stopping.py")
+# the modules whose code decides the probe head lp_ft starts from (its inputs enter lp_ft's key)
+PROBE_MODULES = ("probe.py", "embeddings.py", "gridsearch.py", "stages/probe.py")
 
 
 def source_digest(modules: tuple[str, ...] = TRAINING_MODULES) -> str:
@@ -70,13 +75,22 @@ def array_digest(*arrays: Any) -> str:
 
 
 def run_identity(*, config_digest: str, subset: np.ndarray, selection: np.ndarray, data_checksum: str,
-                 weights_hash: str, head: tuple[np.ndarray, np.ndarray] | None, shift_digest: str,
+                 weights_hash: str, probe_inputs: dict[str, Any] | None, shift_digest: str,
                  source: str, extra: dict[str, Any]) -> str:
-    """The run-cache key (module docstring, step 4)."""
+    """The run key (module docstring, step 4). `config_digest` is of the config with the requested precision."""
     parts = {"config": config_digest, "subset": array_digest(subset), "selection": array_digest(selection),
-             "data": data_checksum, "weights": weights_hash, "head": None if head is None else array_digest(*head),
+             "data": data_checksum, "weights": weights_hash, "probe": probe_inputs,
              "shift": shift_digest, "source": source, **extra}
     return hashlib.md5(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def probe_inputs(params: Params) -> dict[str, Any]:
+    """What decides lp_ft's starting head besides the subset, data and weights (already keyed): the probe
+    and embedding configs and the probe code. Host-independent, unlike the fitted head's last bits."""
+    from dataclasses import asdict
+
+    return {"probe": asdict(params.scale.probe), "embed": asdict(params.scale.embed),
+            "code": source_digest(PROBE_MODULES)}
 
 
 def method_lr_grid(params: Params, task: str, method: str) -> tuple[float, ...]:
@@ -125,7 +139,8 @@ class StageContext:
     banks: dict[str, Any]  # partial: frozen lower-block outputs of train / val / test / each shift set
     source: str
     precision: str = "fp32"  # "bf16" or "fp32" (precision.choose)
-    flops: dict[str, float] = field(default_factory=dict)  # per-item FLOPs of this run shape (run_flops)
+    flops: dict[str, float] = field(default_factory=dict)  # per-item FLOPs of this run shape (flops.run_flops)
+    progress: bool = True
 
     @property
     def multi(self) -> bool:
@@ -161,30 +176,48 @@ def stage_context(params: Params, task: str, method: str, *, root: Path, progres
             heads = {k: npz[k] for k in npz.files}
     shift_dir = paths.shift
     sets = read_shift_sets(shift_dir)
-    shift_digest = md5_file(shift_dir / "sets.json")
+    shift_digest = folder_digest(shift_dir)
     accelerator = Accelerator(cpu=not torch.cuda.is_available(),
                               mixed_precision="bf16" if torch.cuda.is_available() else "no")
-    banks: dict[str, Any] = {}
-    if method == "partial":
-        from .partial import build_feature_bank
-
-        k = params.scale.finetune.partial_blocks[encoder.kind]
-        batch = params.scale.embed.batch_size
-        start = time.perf_counter()
-        banks["test"] = build_feature_bank(encoder, data.splits["test"].x, top_k=k, batch_size=batch)
-        banks["seconds_per_row"] = (time.perf_counter() - start) / max(len(data.splits["test"].y), 1)
-        banks["train"] = build_feature_bank(encoder, data.splits["train"].x, top_k=k, batch_size=batch,
-                                            progress=progress, desc="lower blocks: train")
-        banks["val"] = build_feature_bank(encoder, val.x, top_k=k, batch_size=batch)
-        for s in sets:
-            banks[f"shift:{s.name}"] = build_feature_bank(encoder, s.x, top_k=k, batch_size=batch)
     return StageContext(params=params, task=task, method=method, root=root, data=data, subsets=subsets, val=val,
                         val_index=val_index, test=data.splits["test"], shift_sets=sets, shift_digest=shift_digest,
-                        base_encoder=encoder, heads=heads, accelerator=accelerator, banks=banks,
-                        source=source_digest())
+                        base_encoder=encoder, heads=heads, accelerator=accelerator, banks={},
+                        source=source_digest(), progress=progress)
 
 
-def _model_for(ctx: StageContext, key: str) -> Any:
+def ensure_banks(ctx: StageContext) -> None:
+    """partial: the frozen lower blocks' outputs for train / val / test / each shift set, built once per stage
+    and only when a run trains (a stage whose runs are all stored never runs the backbone)."""
+    if ctx.method != "partial" or "train" in ctx.banks:
+        return
+    from .partial import build_feature_bank
+
+    encoder, data = ctx.base_encoder, ctx.data
+    k = ctx.params.scale.finetune.partial_blocks[encoder.kind]
+    batch = ctx.params.scale.embed.batch_size
+    banks: dict[str, Any] = {}
+    start = time.perf_counter()
+    banks["test"] = build_feature_bank(encoder, data.splits["test"].x, top_k=k, batch_size=batch)
+    banks["seconds_per_row"] = (time.perf_counter() - start) / max(len(data.splits["test"].y), 1)
+    banks["train"] = build_feature_bank(encoder, data.splits["train"].x, top_k=k, batch_size=batch,
+                                        progress=ctx.progress, desc="lower blocks: train")
+    ensure_val_bank(ctx)
+    for s in ctx.shift_sets:
+        banks[f"shift:{s.name}"] = build_feature_bank(encoder, s.x, top_k=k, batch_size=batch)
+    ctx.banks.update(banks)
+
+
+def ensure_val_bank(ctx: StageContext) -> None:
+    """partial: the selection rows' lower-block outputs only (what counting FLOPs needs)."""
+    if ctx.method == "partial" and "val" not in ctx.banks:
+        from .partial import build_feature_bank
+
+        k = ctx.params.scale.finetune.partial_blocks[ctx.base_encoder.kind]
+        ctx.banks["val"] = build_feature_bank(ctx.base_encoder, ctx.val.x, top_k=k,
+                                              batch_size=ctx.params.scale.embed.batch_size)
+
+
+def model_for(ctx: StageContext, key: str) -> Any:
     from .engine import build_model
 
     ft = ctx.params.scale.finetune
@@ -198,45 +231,75 @@ def _model_for(ctx: StageContext, key: str) -> Any:
                        lora_targets=ft.lora_targets, probe_head=head)
 
 
-def _items(ctx: StageContext, split: str, raw: Any) -> Any:
+def stage_items(ctx: StageContext, split: str, raw: Any) -> Any:
     """Raw items, or the partial method's bank for the same rows."""
     return ctx.banks[split] if ctx.method == "partial" else raw
 
 
 def run_one(ctx: StageContext, *, seed: int, budget: int, lr: float, progress: bool = True,
-            score_shift: bool = True, restarts: int | None = None) -> dict[str, Any]:
-    """Train one run (or reuse it from the run cache) and score test and shift sets; see the module doc.
-    `restarts` (default ``finetune.lr_restarts``; the search passes 0) bounds the restarts at a lower rate."""
+            score_shift: bool = True, restarts: int | None = None, stage: str = "final") -> dict[str, Any]:
+    """Train one run (or reuse its record from the run store) and score test and shift sets; see the module
+    doc. `restarts` (default ``finetune.lr_restarts``; the search passes 0) bounds the restarts at a lower
+    rate; `stage` names the store folder a new record goes to (``search`` or ``final``)."""
+    ft = ctx.params.scale.finetune
+    restarts = ft.lr_restarts if restarts is None else restarts
+    store = RunStore(ctx.root, ctx.task, ctx.method)
+    mode = store_mode()
+    identity = run_key_for(ctx, seed=seed, budget=budget, lr=lr, restarts=restarts)
+    name = record_name(seed=seed, budget=budget, lr=lr, key=identity)
+    if mode != "cold":
+        found = store.find(name, identity)
+        if found is None and restarts:
+            # a run allowed to restart whose first attempt learned is exactly the run without restarts (the
+            # search's): reuse that record when it learned
+            plain = run_key_for(ctx, seed=seed, budget=budget, lr=lr, restarts=0)
+            found = store.find(record_name(seed=seed, budget=budget, lr=lr, key=plain), plain)
+            if found is not None and not store.read(found)["row"].get("learned", True):
+                found = None
+        if found is not None:
+            return {**store.read(found), "cached": True}
+        if mode == "require":
+            raise MissingRunError(
+                f"run {ctx.task}/{ctx.method} seed {seed} budget {budget} lr {lr:.3g} is not in the run store "
+                f"({store.folder}) and EMBEDTUNE_STORE=require forbids training; unset it to train the run")
+    out = _train_and_score(ctx, seed=seed, budget=budget, lr=lr, restarts=restarts, progress=progress,
+                           score_shift=score_shift, identity=identity)
+    path = store.write(stage, name, {k: v for k, v in out.items() if k not in ("arrays", "shift_arrays")},
+                       arrays=out["arrays"], shift_arrays=out["shift_arrays"])
+    # what the stages use is what a later reuse reads back (float16 shift arrays included): cold = warm
+    return {**store.read(path), "cached": False}
+
+
+def run_key_for(ctx: StageContext, *, seed: int, budget: int, lr: float, restarts: int) -> str:
+    """The store key of one run (module docstring, step 4)."""
+    import dataclasses
+
+    ft = ctx.params.scale.finetune
+    index = np.asarray(ctx.subsets["subsets"][str(seed)][str(budget)])
+    requested = dataclasses.replace(train_config(ctx.params, ctx.task, ctx.method, seed=seed, lr=lr),
+                                    precision=ft.precision)
+    return run_identity(config_digest=requested.digest(), subset=index, selection=ctx.val_index,
+                        data_checksum=ctx.data.source["checksum"], weights_hash=_weights_hash(ctx),
+                        probe_inputs=probe_inputs(ctx.params) if ctx.method == "lp_ft" else None,
+                        shift_digest=ctx.shift_digest, source=ctx.source,
+                        extra={"embed": [ctx.params.scale.embed.max_length, ctx.params.scale.embed.image_size,
+                                         ctx.params.scale.embed.pooling],
+                               "partial_blocks": ft.partial_blocks,
+                               "restarts": [restarts, ft.restart_loss_ratio if restarts else None]})
+
+
+def _train_and_score(ctx: StageContext, *, seed: int, budget: int, lr: float, restarts: int, progress: bool,
+                     score_shift: bool, identity: str) -> dict[str, Any]:
+    """Train one run (mid-run state under ``checkpoints/``), score test and shift sets: the record's content."""
     from .costs import count_parameters
     from .engine import predict, train
 
+    ensure_banks(ctx)
     ft = ctx.params.scale.finetune
-    restarts = ft.lr_restarts if restarts is None else restarts
     key = run_key(seed, budget)
     index = np.asarray(ctx.subsets["subsets"][str(seed)][str(budget)])
     config = train_config(ctx.params, ctx.task, ctx.method, seed=seed, lr=lr)
-    head = None if ctx.heads is None else (ctx.heads[f"w_{key}"], ctx.heads[f"b_{key}"])
-
-    def identity_with(n_restarts: int) -> str:
-        return run_identity(config_digest=config.digest(), subset=index, selection=ctx.val_index,
-                            data_checksum=ctx.data.source["checksum"], weights_hash=_weights_hash(ctx),
-                            head=head, shift_digest=ctx.shift_digest, source=ctx.source,
-                            extra={"embed": [ctx.params.scale.embed.max_length, ctx.params.scale.embed.image_size,
-                                             ctx.params.scale.embed.pooling],
-                                   "partial_blocks": ctx.params.scale.finetune.partial_blocks,
-                                   "restarts": [n_restarts, ft.restart_loss_ratio if n_restarts else None]})
-
-    identity = identity_with(restarts)
     run_dir = TaskPaths(ctx.root, ctx.task).checkpoints / ctx.method / f"{key}_lr{lr:.3g}"
-    done = run_dir / "result.json"
-    if done.is_file():
-        cached = read_json(done)
-        # a run allowed to restart whose first attempt learned is exactly the run without restarts (the search's)
-        if cached.get("run_id") == identity or (cached.get("run_id") == identity_with(0)
-                                                and cached["row"].get("learned", True)):
-            with np.load(run_dir / "outputs.npz") as npz:
-                arrays = {k: npz[k] for k in npz.files}
-            return {**cached, "arrays": arrays, "cached": True}
     names = metric_names(ctx.multi)
     train_part = ctx.data.splits["train"].take(index)
     train_items = ctx.banks["train"][index] if ctx.method == "partial" else train_part.x
@@ -245,9 +308,9 @@ def run_one(ctx: StageContext, *, seed: int, budget: int, lr: float, progress: b
     with measure(device) as cost:  # failed attempts count: they are part of what the run cost
         while True:
             seed_everything(seed)
-            model = _model_for(ctx, key)
+            model = model_for(ctx, key)
             result = train(model, train_items=train_items, train_y=train_part.y,
-                           val_items=_items(ctx, "val", ctx.val.x), val_y=ctx.val.y,
+                           val_items=stage_items(ctx, "val", ctx.val.x), val_y=ctx.val.y,
                            config=train_config(ctx.params, ctx.task, ctx.method, seed=seed, lr=used_lr),
                            checkpoint_dir=run_dir if attempt == 0 else run_dir / f"restart{attempt}",
                            accelerator=ctx.accelerator, progress=progress)
@@ -260,7 +323,7 @@ def run_one(ctx: StageContext, *, seed: int, budget: int, lr: float, progress: b
         total = sum(p.numel() for p in ctx.base_encoder.parameters()) + sum(p.numel() for p in model.head.parameters())
     batch = max(ft.batch_size, 64)
     start = time.perf_counter()
-    probs = predict(model, model.encoder, _items(ctx, "test", ctx.test.x), batch_size=batch, device=device,
+    probs = predict(model, model.encoder, stage_items(ctx, "test", ctx.test.x), batch_size=batch, device=device,
                     multi_label=ctx.multi)
     infer_seconds = time.perf_counter() - start
     if ctx.method == "partial":  # serving runs the frozen lower blocks too (measured when the bank was built)
@@ -276,7 +339,7 @@ def run_one(ctx: StageContext, *, seed: int, budget: int, lr: float, progress: b
            "evaluations": len(result.history), "still_improving": result.still_improving,
            "stopped_early": result.stopped_early, "stop_reason": result.stop_reason,
            "epochs_seen": samples_trained / max(len(index), 1), "precision": config.precision,
-           **run_flops(ctx, model, samples_trained=samples_trained, evaluations=len(result.history), budget=budget), "train_seconds": cost.seconds, "infer_seconds": infer_seconds,
+           "train_seconds": cost.seconds, "infer_seconds": infer_seconds,
            "infer_ms_per_1000": 1000 * 1000 * infer_seconds / max(len(ctx.test.y), 1),
            "train_samples_per_s": samples_trained / max(cost.seconds, 1e-9), "peak_mem_mib": cost.peak_mem_mib,
            "trainable_params": trainable, "total_params": total, "device": device_name(device),
@@ -288,66 +351,24 @@ def run_one(ctx: StageContext, *, seed: int, budget: int, lr: float, progress: b
     arrays: dict[str, np.ndarray] = {"probs": probs}
     if thresholds is not None:
         arrays["thresholds"] = np.asarray(thresholds)
-    shift_rows = []
+    shift_rows, shift_arrays = [], {}
     if score_shift:
         for s in ctx.shift_sets:
-            shift_probs = predict(model, model.encoder, _items(ctx, f"shift:{s.name}", s.x), batch_size=batch,
+            shift_probs = predict(model, model.encoder, stage_items(ctx, f"shift:{s.name}", s.x), batch_size=batch,
                                   device=device, multi_label=ctx.multi)
+            shift_arrays[s.name] = shift_probs
             shift_metrics = compute_metrics(shift_probs, s.y, thresholds=thresholds)
             shift_rows.append({"task": ctx.task, "method": ctx.method, "seed": seed, "budget": budget,
                                "set": s.name, "shift": s.shift, "severity": s.severity, "rows": len(s.y),
                                **{k: v for k, v in shift_metrics.items() if k in names}})
-    out = {"run_id": identity, "row": row, "curve": curve, "shift": shift_rows}
-    write_npz(run_dir / "outputs.npz", **arrays)
-    write_json(done, out)
     for state in [run_dir / "state.pt", *run_dir.glob("restart*/state.pt")]:
-        state.unlink(missing_ok=True)  # finished: the weights are not needed again
-    return {**out, "arrays": arrays, "cached": False}
-
-
-def _per_item_flops(model: Any, encoder: Any, items: Any, *, backward: bool) -> float:
-    """FLOPs per item of one forward (and backward) pass of `model` over the first ≤32 of `items`."""
-    import torch
-
-    from .costs import count_flops
-
-    n = min(32, len(items))
-    chunk = items[:n] if not isinstance(items, list) else list(items[:n])
-    batch = encoder.prepare(chunk)
-    device = next(model.parameters()).device
-    batch = {k: v.to(device) for k, v in batch.items()}
-    was_training = model.training
-    model.eval()  # dropout off: the count is of the arithmetic, not of a random mask
-    if backward:
-        flops = count_flops(lambda: model(**batch).float().sum().backward())
-        model.zero_grad(set_to_none=True)
-    else:
-        with torch.no_grad():
-            flops = count_flops(lambda: model(**batch))
-    model.train(was_training)
-    return flops / n
-
-
-def run_flops(ctx: StageContext, model: Any, *, samples_trained: int, evaluations: int,
-              budget: int) -> dict[str, float]:
-    """Training and inference FLOPs of one run, counted once per run shape (task × method; PyTorch's
-    FlopCounterMode on real selection rows): training = forward+backward per item × items trained + forward
-    per item × selection rows × evaluations (+ partial: its frozen lower blocks once per budget and
-    selection row); inference per row = the whole model's forward (partial: lower blocks included)."""
-    if "train_item" not in ctx.flops:
-        from .engine import Classifier
-
-        items = _items(ctx, "val", ctx.val.x)
-        ctx.flops["train_item"] = _per_item_flops(model, model.encoder, items, backward=True)
-        ctx.flops["forward_item"] = _per_item_flops(model, model.encoder, items, backward=False)
-        ctx.flops["serve_item"] = ctx.flops["forward_item"]
-        if ctx.method == "partial":  # the whole backbone's forward, which serving runs
-            whole = Classifier(ctx.base_encoder, ctx.n_outputs)
-            ctx.flops["serve_item"] = _per_item_flops(whole, ctx.base_encoder, ctx.val.x, backward=False)
-    lower = ctx.flops["serve_item"] - ctx.flops["forward_item"]  # 0 unless partial
-    train = (ctx.flops["train_item"] * samples_trained + ctx.flops["forward_item"] * len(ctx.val.y) * evaluations
-             + lower * (budget + len(ctx.val.y)))
-    return {"train_flops": float(train), "infer_flops_per_row": float(ctx.flops["serve_item"])}
+        state.unlink(missing_ok=True)  # finished: the record replaces the resume state
+    for folder in sorted(run_dir.glob("restart*"), reverse=True) + [run_dir]:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    return {"key": identity, "row": row, "curve": curve, "shift": shift_rows,
+            "ran": host_info(device=device_name(device), precision=config.precision),
+            "arrays": arrays, "shift_arrays": shift_arrays}
 
 
 def _weights_hash(ctx: StageContext) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 # what a scratch copy leaves out: the committed run's outputs and its lock (it belongs to the cpu profile)
-RUN_OUTPUTS = ("results/", "metrics/", "reports/")
+RUN_OUTPUTS = ("results/", "metrics/", "reports/", "runs/")
 DVC_CONFIG = "[core]\n    no_scm = true\n    autostage = false\n    analytics = false\n"
 
 

@@ -10,12 +10,14 @@ from typing import Any
 import pandas as pd
 
 from .. import reports
+from ..flops import add_run_flops
 from ..io import seed_everything, write_csv
 from ..outputs import write_method_outputs
 from ..params import Params
 from ..paths import TaskPaths, run_key
 from ..registry import metric_names
 from ..runs import chosen_lr, run_one, stage_context, tuned_runs
+from ..store import RunStore
 
 
 def run(params: Params, task: str, method: str, *, root: Path = Path("."), progress: bool = True) -> dict[str, Any]:
@@ -25,11 +27,12 @@ def run(params: Params, task: str, method: str, *, root: Path = Path("."), progr
     paths = TaskPaths(root, task)
     lr = chosen_lr(paths.hparams(method), method)
     ctx = stage_context(params, task, method, root=root, progress=progress)
+    RunStore(root, task, method).stage_folder("final").mkdir(parents=True, exist_ok=True)  # a declared output
     rows, curves, shift_rows, preds = [], [], [], {}
     for seed, budget in tuned_runs(ctx.subsets):
         out = run_one(ctx, seed=seed, budget=budget, lr=lr, progress=progress)
         key = run_key(seed, budget)
-        rows.append(out["row"])
+        rows.append(add_run_flops(ctx, out["row"], key=key))
         curves.extend(out["curve"])
         shift_rows.extend(out["shift"])
         preds[key] = out["arrays"]["probs"]

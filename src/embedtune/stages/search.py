@@ -17,18 +17,21 @@ from ..io import seed_everything, write_csv
 from ..params import Params
 from ..paths import TaskPaths
 from ..runs import method_lr_grid, resolve_budget, run_one, stage_context
+from ..store import RunStore
 
 
 def run(params: Params, task: str, method: str, *, root: Path = Path("."), progress: bool = True) -> pd.DataFrame:
     """Write ``results/<task>/hparams/<method>.csv`` (every tried LR, its selection score, the pick)."""
     seed_everything(0)
     ctx = stage_context(params, task, method, root=root, progress=progress)
+    RunStore(root, task, method).stage_folder("search").mkdir(parents=True, exist_ok=True)  # a declared output
     ft = params.scale.finetune
     budget = resolve_budget(ctx, ft.search_budget)
     runs: dict[float, dict[str, Any]] = {}
 
     def evaluate(lr: float) -> float:
-        runs[lr] = run_one(ctx, seed=ft.search_seed, budget=budget, lr=lr, progress=progress, restarts=0)
+        runs[lr] = run_one(ctx, seed=ft.search_seed, budget=budget, lr=lr, progress=progress, restarts=0,
+                          stage="search")
         return runs[lr]["row"]["val_score"]
 
     found = grid_search(evaluate, method_lr_grid(params, task, method), step=ft.lr_step,

@@ -1,0 +1,155 @@
+"""The run store: every finished tuned run (search and final) as one small committed record.
+
+Layout: ``runs/<task>/<method>/<stage>/<seed>_<budget>_lr<lr>_<key12>.json`` beside a compressed ``.npz`` of
+its predictions (test probabilities as float32, exactly what the stages score; each shift set's as float16,
+for inspection). ``<stage>`` is ``search`` or ``final``: each DVC stage owns (and declares, ``persist``) its
+own folder, and a lookup reads every folder of the method, so a final run equal to a search run is reused.
+
+Protocol:
+1. **Key.** `runs.run_identity`: what decides the numbers and a user controls (training config with the
+   *requested* precision, data checksum, subset and selection rows, backbone weights hash, shift sets'
+   content, training code digest; for lp_ft the probe's inputs, not its host-dependent head). The precision
+   ``auto`` resolved to and the host are recorded in ``ran``, never keyed: a run made on one host is reused
+   on any other.
+2. **Write.** The ``.npz`` first, then the ``.json``, each atomically: a record exists iff its JSON does.
+3. **Modes** (``EMBEDTUNE_STORE``): ``use`` (default: read, train what is missing, write), ``cold`` (never
+   read: retrain every run and overwrite its record; ``make repro-cold``), ``require`` (read only: a run
+   missing from the store is an error, so a re-render provably trains nothing).
+4. ``checkpoints/`` keeps mid-run resume state only (round checkpoints), deleted when the run finishes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import socket
+import subprocess
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .io import read_json, write_json, write_npz
+
+MODES = ("use", "cold", "require")
+STAGES = ("search", "final")
+
+
+class MissingRunError(RuntimeError):
+    """A run is absent from the store while ``EMBEDTUNE_STORE=require``."""
+
+
+def store_mode() -> str:
+    """The store mode from ``EMBEDTUNE_STORE`` (module docstring, step 3)."""
+    mode = os.environ.get("EMBEDTUNE_STORE", "use") or "use"
+    if mode not in MODES:
+        raise ValueError(f"EMBEDTUNE_STORE: bad value {mode!r}; allowed values: {list(MODES)}")
+    return mode
+
+
+def record_name(*, seed: int, budget: int, lr: float, key: str) -> str:
+    return f"s{seed}_b{budget}_lr{lr:.3g}_{key[:12]}"
+
+
+@dataclass(frozen=True)
+class RunStore:
+    """The records of one task × method under ``<root>/runs/<task>/<method>/``."""
+
+    root: Path
+    task: str
+    method: str
+
+    @property
+    def folder(self) -> Path:
+        return self.root / "runs" / self.task / self.method
+
+    def stage_folder(self, stage: str) -> Path:
+        if stage not in STAGES:
+            raise ValueError(f"run store stage: bad value {stage!r}; allowed values: {list(STAGES)}")
+        return self.folder / stage
+
+    def find(self, name: str, key: str) -> Path | None:
+        """The record's JSON path in any stage folder whose stored key equals `key` (None when absent)."""
+        for stage in STAGES:
+            path = self.folder / stage / f"{name}.json"
+            if path.is_file() and read_json(path).get("key") == key:
+                return path
+        return None
+
+    def read(self, path: Path) -> dict[str, Any]:
+        record = read_json(path)
+        with np.load(path.with_suffix(".npz")) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        return {**record, "arrays": {k: v for k, v in arrays.items() if not k.startswith("shift:")},
+                "shift_arrays": {k[6:]: v for k, v in arrays.items() if k.startswith("shift:")}}
+
+    def write(self, stage: str, name: str, record: dict[str, Any], *, arrays: dict[str, np.ndarray],
+              shift_arrays: dict[str, np.ndarray]) -> Path:
+        """Write the record (npz, then JSON; step 2). Test arrays keep their dtype; shift arrays go to float16."""
+        folder = self.stage_folder(stage)
+        folder.mkdir(parents=True, exist_ok=True)
+        packed = {**arrays, **{f"shift:{k}": np.asarray(v, dtype=np.float16) for k, v in shift_arrays.items()}}
+        write_npz(folder / f"{name}.npz", **packed)
+        path = folder / f"{name}.json"
+        write_json(path, record)
+        return path
+
+
+def folder_digest(folder: Path) -> str:
+    """md5 over every file's name and bytes under `folder` (sorted): the shift sets' content."""
+    digest = hashlib.md5()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "unknown"
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).parent)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def host_info(*, device: str, precision: str) -> dict[str, Any]:
+    """Where and how a run ran: the machine (host name, CPU/GPU, threads), the sitting (the kernel's boot id:
+    one per machine start), the commit, the precision ``auto`` resolved to, and the UTC time."""
+    import torch
+
+    return {"host": socket.gethostname(), "machine": platform.machine(), "device": device,
+            "threads": torch.get_num_threads(), "sitting": _boot_id(), "commit": _commit(),
+            "precision": precision, "torch": torch.__version__,
+            "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def iter_records(root: Path) -> Iterable[tuple[Path, dict[str, Any]]]:
+    """Every record JSON under ``<root>/runs`` (no arrays)."""
+    for path in sorted((root / "runs").glob("*/*/*/*.json")):
+        yield path, read_json(path)
+
+
+def store_summary(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Counts for the README's run-time line: records, distinct hosts and sittings, training seconds
+    (failed restart attempts included, as each row's ``train_seconds`` counts them)."""
+    records = list(records)
+    return {"runs": len(records),
+            "hosts": len({(r["ran"]["host"], r["ran"]["device"]) for r in records}),
+            "sittings": len({r["ran"]["sitting"] for r in records}),
+            "train_seconds": float(sum(r["row"].get("train_seconds", 0.0) for r in records))}
+
+
+def store_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in (root / "runs").rglob("*") if p.is_file())
