@@ -12,10 +12,10 @@ export TRANSFORMERS_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help install lock check-env repro smoke test test-slow lint format lab bench clean clean-runs strip
+.PHONY: help install lock check-env repro repro-cold runs-status verify-runs smoke test test-slow lint format lab bench clean clean-runs strip
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,18 @@ repro: $(STAMP)  ## run the whole pipeline on PROFILE (default cpu): dvc repro
 	$(BIN)/python -m embedtune.cli set-profile $(PROFILE)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python scripts/timed_repro.py  # dvc repro, timed: reports/run-time.json
 
+repro-cold: $(STAMP)  ## like repro, but every tuned run retrains (EMBEDTUNE_STORE=cold) and overwrites its record in runs/
+	$(BIN)/python -m embedtune.cli set-profile $(PROFILE)
+	EMBEDTUNE_STORE=cold PATH=$(abspath $(BIN)):$$PATH $(BIN)/python scripts/timed_repro.py -- --force
+
+runs-status: $(STAMP)  ## per task x method: the runs PROFILE plans, how many the run store holds, how many are left
+	$(BIN)/python -m embedtune.verify status
+
+N ?= 5
+SEED ?= 0
+verify-runs: $(STAMP)  ## retrain N stored runs (seeded pick, SEED) and compare with their records: reports/verify-runs.md
+	$(BIN)/python -m embedtune.verify runs --n $(N) --seed $(SEED)
+
 smoke: $(STAMP)  ## `dvc repro` on the smoke profile in a scratch copy, .scratch/smoke/ (results not committed)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python scripts/smoke.py
 
@@ -71,8 +83,8 @@ bench: $(STAMP)  ## benchmarks against sentence-transformers, HF Trainer, scikit
 gpu-report: $(STAMP)  ## pair reports/gpu/$(TASK) (scripts/device_finetune.sh on a GPU) with the CPU run (or the one committed at CPU_COMMIT): reports/gpu-$(TASK).md
 	$(BIN)/python -m embedtune.gpu_report --task $(TASK) $(if $(CPU_COMMIT),--cpu-commit $(CPU_COMMIT))
 
-clean:  ## remove caches and the fine-tuning run cache (not the venv)
+clean:  ## remove caches and mid-run resume state (checkpoints/); the run store runs/ stays
 	rm -rf .pytest_cache .ruff_cache checkpoints
 
-clean-runs:  ## empty the fine-tuning run cache only (checkpoints/): every tuned run retrains
+clean-runs:  ## remove mid-run resume state only (checkpoints/); to retrain stored runs use repro-cold
 	rm -rf checkpoints

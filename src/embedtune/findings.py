@@ -294,6 +294,13 @@ def run_time_sentences(record: dict[str, Any] | None, *, slowest: int = 3) -> li
     if stages:
         out.append("Slowest stages: " + ", ".join(f"`{s['stage']}` {float(s['seconds']) / 60:.1f} min"
                                                   for s in stages[:slowest]) + ".")
+    held = record.get("store")
+    if held and held["runs"]:
+        out.append(f"The run store (`runs/`, {held['bytes'] / 1e6:.1f} MB) holds {held['runs']:,} finished tuned "
+                   f"runs made in {held['sittings']} sitting{'s' if held['sittings'] != 1 else ''} on "
+                   f"{held['hosts']} host{'s' if held['hosts'] != 1 else ''}: "
+                   f"{held['train_seconds'] / 3600:.1f} h of training in total, which a re-render reads instead "
+                   "of recomputing (`make runs-status` says how many the profile still lacks).")
     return out
 
 

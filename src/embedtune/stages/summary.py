@@ -12,6 +12,7 @@ from ..findings import readme_block, update_readme
 from ..io import write_json
 from ..params import Params
 from ..paths import TaskPaths
+from ..store import iter_records, store_bytes, store_summary
 
 
 def run(params: Params, *, root: Path = Path("."), readme: Path | None = None) -> dict[str, Any]:
@@ -27,6 +28,9 @@ def run(params: Params, *, root: Path = Path("."), readme: Path | None = None) -
     headlines = {t: b["headline"] for t, b in per_task.items()}
     figure = reports.summary_figure(headlines, root)
     run_time = load_run_time(root)
+    if run_time is not None:  # what the run store holds: the compute behind the pages, over every sitting
+        run_time = {**run_time, "store": {**store_summary(r for _, r in iter_records(root)),
+                                          "bytes": store_bytes(root)}}
     info = reports.provenance(params.profile)
     reports.index_html(reports_dir=root / "reports", per_task=per_task, info=info)
     readme = root / "README.md" if readme is None else readme

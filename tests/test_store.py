@@ -1,0 +1,142 @@
+"""The run store (store.py, runs.run_one): a stored run is reused on another host, retrained after an edit to
+the training code, never trained under EMBEDTUNE_STORE=require, and audited by `verify runs`."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from embedtune import precision, runs, store, verify
+from embedtune.params import load_params
+from embedtune.stages import embed, prepare, probe, shift
+
+
+def _toy(project: dict, methods: list[str]) -> tuple:
+    raw = project["raw"]
+    raw["tasks"].pop("toyimage")
+    raw["methods"] = methods
+    raw["profiles"]["smoke"]["finetune"].update({"precision": "auto"})
+    project["params_path"].write_text(yaml.safe_dump(raw, sort_keys=False))
+    params = load_params(project["params_path"])
+    root = project["root"]
+    prepare.run(params, "toytext", root=root)
+    shift.run(params, "toytext", root=root)
+    embed.run(params, "toytext", root=root, progress=False)
+    probe.run(params, "toytext", root=root)
+    return params, root
+
+
+def _no_training(*args, **kwargs):
+    raise AssertionError("a stored run was trained again")
+
+
+def _run(params, root, method: str = "lp_ft") -> dict:
+    ctx = runs.stage_context(params, "toytext", method, root=root, progress=False)
+    budget = int(sorted(ctx.subsets["subsets"]["0"], key=int)[0])
+    return runs.run_one(ctx, seed=0, budget=budget, lr=params.scale.finetune.lr_grid[method][0], progress=False)
+
+
+def test_a_stored_run_is_reused_on_another_host_and_retrained_after_a_training_code_edit(
+        project, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    params, root = _toy(project, ["lp_ft"])
+    monkeypatch.setattr(precision, "native_bf16", lambda device: False)  # this "host" resolves auto → fp32
+    first = _run(params, root)
+    assert not first["cached"] and first["ran"]["precision"] == "fp32"
+    records = list((root / "runs" / "toytext" / "lp_ft" / "final").glob("*.json"))
+    assert len(records) == 1 and records[0].with_suffix(".npz").is_file()
+    assert not list((root / "checkpoints").rglob("state.pt"))  # resume state only while a run trains
+
+    # "another host": auto resolves to bf16 there, and its probe head differs in the last bits
+    monkeypatch.setattr(precision, "native_bf16", lambda device: True)
+    heads_path = root / "data" / "probe_heads" / "toytext.npz"
+    with np.load(heads_path) as npz:
+        heads = {k: np.nextafter(npz[k], np.inf) if k.startswith("w_") else npz[k] for k in npz.files}
+    np.savez(heads_path, **heads)
+    monkeypatch.setattr(runs, "_train_and_score", _no_training)
+    again = _run(params, root)
+    assert again["cached"] and again["row"] == first["row"]
+    np.testing.assert_array_equal(again["arrays"]["probs"], first["arrays"]["probs"])
+    monkeypatch.undo()
+
+    # an edit to engine.py (in a copy of the package's training modules) changes the key: the run retrains
+    pkg = Path(runs.__file__).parent
+    copy_dir = tmp_path / "pkg"
+    for name in (*runs.TRAINING_MODULES, *runs.PROBE_MODULES):
+        (copy_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(pkg / name, copy_dir / name)
+    with open(copy_dir / "engine.py", "a") as fh:
+        fh.write("\n# an edit\n")
+    monkeypatch.setattr(runs, "__file__", str(copy_dir / "runs.py"))
+    edited = _run(params, root)
+    assert not edited["cached"] and edited["key"] != first["key"]
+    assert len(list((root / "runs" / "toytext" / "lp_ft" / "final").glob("*.json"))) == 2
+
+
+def test_require_mode_refuses_to_train_and_cold_mode_retrains(project, monkeypatch: pytest.MonkeyPatch) -> None:
+    params, root = _toy(project, ["full"])
+    monkeypatch.setenv("EMBEDTUNE_STORE", "require")
+    with pytest.raises(store.MissingRunError, match="not in the run store.*EMBEDTUNE_STORE=require"):
+        _run(params, root, "full")
+    assert not (root / "runs" / "toytext" / "full" / "final").exists()
+    monkeypatch.setenv("EMBEDTUNE_STORE", "use")
+    first = _run(params, root, "full")
+    monkeypatch.setenv("EMBEDTUNE_STORE", "require")
+    assert _run(params, root, "full")["cached"]
+    monkeypatch.setenv("EMBEDTUNE_STORE", "cold")
+    cold = _run(params, root, "full")
+    assert not cold["cached"] and cold["row"]["accuracy"] == first["row"]["accuracy"]  # same seed, same numbers
+    monkeypatch.setenv("EMBEDTUNE_STORE", "warm")
+    with pytest.raises(ValueError, match="EMBEDTUNE_STORE.*'use', 'cold', 'require'"):
+        store.store_mode()
+
+
+def test_verify_runs_passes_on_a_faithful_store_and_fails_on_a_tampered_one(project) -> None:
+    params, root = _toy(project, ["full"])
+    _run(params, root, "full")
+    rows, ok = verify.verify_runs(params, root, n=3, seed=0, tolerance=0.02, same_host_tolerance=1e-6)
+    assert ok and len(rows) == 1 and rows[0]["diff_main"] == 0.0 and rows[0]["diff_probs"] == 0.0
+    path = next((root / "runs" / "toytext" / "full" / "final").glob("*.json"))
+    record = yaml.safe_load(path.read_text())  # JSON is YAML
+    record["row"]["accuracy"] = record["row"]["accuracy"] - 0.25
+    store.write_json(path, record)
+    code = verify.main(["runs", "--params", str(project["params_path"]), "--root", str(root), "--n", "1"])
+    report = (root / "reports" / "verify-runs.md").read_text()
+    assert code == 1 and "**no**" in report and "0.25" in report
+
+
+@pytest.mark.slow
+def test_editing_a_display_cell_re_renders_from_the_store_and_trains_nothing(
+        project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole tiny pipeline once; then a display cell of 03-compare edited, the resume state deleted, and
+    every stage forced under EMBEDTUNE_STORE=require (a run missing from the store would fail the stage):
+    every page renders again, the edit shows, and no record is written or rewritten."""
+    import json
+
+    from .conftest import dvc_pipeline
+
+    raw = project["raw"]
+    raw["tasks"].pop("toyimage")
+    raw["methods"] = ["full"]
+    project["params_path"].write_text(yaml.safe_dump(raw, sort_keys=False))
+    root = project["root"]
+    done = dvc_pipeline(root)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    records = {p: p.stat().st_mtime_ns for p in (root / "runs").rglob("*") if p.is_file()}
+    assert len([p for p in records if p.suffix == ".json"]) >= 4  # search + final runs
+    notebook = root / "notebooks" / "03-compare.ipynb"
+    nb = json.loads(notebook.read_text())
+    nb["cells"][10]["source"] = ["print('edited display cell')\n"] + list(nb["cells"][10]["source"])
+    notebook.write_text(json.dumps(nb, indent=1))
+    shutil.rmtree(root / "checkpoints", ignore_errors=True)
+    monkeypatch.setenv("EMBEDTUNE_STORE", "require")
+    from embedtune import scratch
+
+    again = scratch.repro(root, "--force")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "Running stage 'finetune@toytext-full'" in again.stdout
+    assert "edited display cell" in (root / "reports" / "toytext" / "03-compare.html").read_text()
+    assert {p: p.stat().st_mtime_ns for p in (root / "runs").rglob("*") if p.is_file()} == records
