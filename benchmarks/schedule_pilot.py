@@ -44,7 +44,8 @@ DEFAULT_CASES = [("medical", "full", 256, 0), ("medical", "lora", 256, 1), ("med
                  ("legal", "full", "all", 0)]
 
 
-STOP_RULES = ("metric", "val_loss", "either")
+STOP_RULES = ("metric", "val_loss", "either", "noise")
+SCHEDULES = ("horizon", "anneal", "retrain")
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, int | str]]:
@@ -53,7 +54,8 @@ def parse_variant(text: str) -> tuple[str, dict[str, int | str]]:
     from embedtune.params import FinetuneParams
 
     name, _, body = text.partition(":")
-    allowed = {"max_rounds", "max_steps", "min_steps", "evals_per_run", "patience", "max_epochs", "stop_on"}
+    allowed = {"max_rounds", "max_steps", "min_steps", "evals_per_run", "patience", "max_epochs", "stop_on",
+               "lr_schedule", "lr_floor"}
     settings: dict[str, int | str] = {}
     for item in filter(None, body.split(",")):
         key, _, value = item.partition("=")
@@ -61,7 +63,9 @@ def parse_variant(text: str) -> tuple[str, dict[str, int | str]]:
             raise SystemExit(f"--variant {text!r}: unknown key {key!r}; allowed: {sorted(allowed)}")
         if key == "stop_on" and value not in STOP_RULES:
             raise SystemExit(f"--variant {text!r}: stop_on={value!r}; allowed values: {list(STOP_RULES)}")
-        settings[key] = value if key == "stop_on" else int(value)
+        if key == "lr_schedule" and value not in SCHEDULES:
+            raise SystemExit(f"--variant {text!r}: lr_schedule={value!r}; allowed values: {list(SCHEDULES)}")
+        settings[key] = value if key in ("stop_on", "lr_schedule") else float(value) if key == "lr_floor" else int(value)
     if not name or not settings:
         raise SystemExit(f"--variant {text!r}: expected name:key=value[,key=value]")
     return name, settings
@@ -114,6 +118,7 @@ def pilot(cases: list[tuple], variants: list[tuple[str, dict[str, int | str]]], 
                 r = run["row"]
                 result = {"steps": int(r["steps"]), "rounds": int(r["evaluations"]), "best_step": int(r["best_step"]),
                           "still_improving": bool(r["still_improving"]), "val_score": float(r["val_score"]),
+                          "lr_frac_at_best": float(r.get("lr_frac_at_best", float("nan"))),
                           "train_seconds": float(r["train_seconds"]), "wall_seconds": time.perf_counter() - start,
                           # the trajectory, one entry per round, for replaying other stop rules
                           "round_steps": json.dumps([int(h["step"]) for h in run["curve"]]),
@@ -121,7 +126,8 @@ def pilot(cases: list[tuple], variants: list[tuple[str, dict[str, int | str]]], 
                           "val_losses": json.dumps([float(h["val_loss"]) for h in run["curve"]]),
                           "cap": int(ft.max_rounds or ft.evals_per_run)}
             out.append({"task": task, "method": method, "budget": budget, "seed": seed, "variant": name,
-                        **{k: settings.get(k) for k in ("max_rounds", "max_steps", "stop_on")}, **result})
+                        **{k: settings.get(k) for k in ("max_rounds", "max_steps", "stop_on", "lr_schedule")},
+                        **result})
             print({k: v for k, v in out[-1].items() if k not in ("round_steps", "val_metrics", "val_losses")},
                   flush=True)
     return pd.DataFrame(out)
@@ -181,12 +187,14 @@ def to_markdown(frame: pd.DataFrame, variants: list[tuple[str, dict[str, int | s
              "`val_loss:2` replay below, the committed rule, shows how closely the trajectories agree).",
              "", "Variants: " + "; ".join(f"`{n}` = {s}" for n, s in variants) + ".", ""]
     cols = ["task", "method", "budget", "seed", "variant", "steps", "rounds", "best_step", "still_improving",
-            "val_score", "train_seconds"]
+            "val_score", "train_seconds"] + (["lr_frac_at_best"] if "lr_frac_at_best" in frame else [])
     lines.append("| " + " | ".join(cols) + " |")
     lines.append("|" + " --- |" * len(cols))
     for _, r in frame.iterrows():
         lines.append("| " + " | ".join(f"{r[c]:.4f}" if c == "val_score" else f"{r[c]:.0f}"
-                                       if c == "train_seconds" else str(r[c]) for c in cols) + " |")
+                                       if c == "train_seconds" else f"{r[c]:.2f}" if c == "lr_frac_at_best"
+                                       and r[c] == r[c] else "—" if c == "lr_frac_at_best" else str(r[c])
+                                       for c in cols) + " |")
     lines += ["", "Per variant: runs still improving at their last evaluation, and training time summed.", ""]
     agg = frame.groupby("variant", sort=False).agg(runs=("steps", "size"), still_improving=("still_improving", "sum"),
                                                    train_minutes=("train_seconds", lambda s: s.sum() / 60),

@@ -28,7 +28,7 @@ def main() -> None:
     from embedtune.io import write_text
     from embedtune.params import load_params, task_kind
     from embedtune.paths import TaskPaths, load_subsets
-    from embedtune.runs import tuned_runs
+    from embedtune.plan import tuned_runs
     from embedtune.shift import read_shift_sets
 
     params = load_params(REPO / "params.yaml")

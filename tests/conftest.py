@@ -117,7 +117,7 @@ def project(tmp_path: Path, tiny_text_model_dir: Path, tiny_image_model_dir: Pat
     smoke["finetune"].update({"max_epochs": 2, "batch_size": 8, "min_steps": 4, "max_steps": 8, "evals_per_run": 2,
                               "lr_grid": {"full": [1.0e-3, 3.0e-3], "lp_ft": [5.0e-4, 1.0e-3],
                                           "lora": [1.0e-3, 3.0e-3], "partial": [1.0e-3, 3.0e-3]},
-                              "search_budget": 16, "partial_blocks": {"text": 1, "image": 1}})
+                              "search_budgets": [16], "partial_blocks": {"text": 1, "image": 1}})
     params_path = tmp_path / "params.yaml"
     params_path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return {"root": tmp_path, "params_path": params_path, "data_root": data, "raw": raw}

@@ -205,3 +205,36 @@ def test_length_grouped_order_keeps_passes_and_groups_lengths() -> None:
     short = np.random.default_rng(2).permutation(20)
     assert np.array_equal(length_grouped_order(short, lengths, pass_size=20, micro_batch=10, group=4,
                                                rng=np.random.default_rng(1)), short)
+
+
+def test_anneal_factor_warms_up_decays_to_the_floor_at_the_plan_and_stays() -> None:
+    from embedtune.stopping import anneal_factor
+
+    factors = [anneal_factor(s, warmup=4, planned=40, floor=0.05) for s in range(60)]
+    assert factors[0] < factors[3] < factors[4] == 1.0  # warmup
+    assert all(a >= b for a, b in zip(factors[4:41], factors[5:41]))  # monotone decay
+    assert factors[40] == pytest.approx(0.05) and set(factors[40:]) == {0.05}
+
+
+def test_anneal_keeps_an_annealed_round_and_never_stops_before_the_plan(text_setup) -> None:
+    """Under anneal + noise, patience 1: every planned round runs, the kept round's LR is ≤ 10% of its peak,
+    extension rounds run at the floor, and a run is still improving only when it ended at the cap on a gain."""
+    enc, x, y = text_setup
+    cfg = _cfg("full", max_epochs=4, evals_per_run=4, min_steps=16, max_rounds=7, patience=1,
+               lr_schedule="anneal", lr_floor=0.05, stop_on="noise")
+    torch.manual_seed(0)
+    model = build_model(copy.deepcopy(enc), 2, method="full")
+    result = train(model, train_items=x[:40], train_y=y[:40], val_items=x[80:], val_y=y[80:], config=cfg,
+                   progress=False)
+    history = result.history
+    assert len(history) >= 4  # the plan (4 rounds) always finishes
+    kept = next(h for h in history if h["epoch"] == result.best_epoch)
+    assert kept["lr_frac"] <= 0.1 + 1e-9 and result.best_epoch >= 3
+    assert all(h["lr_frac"] == pytest.approx(0.05) for h in history[3:])
+    assert all(h["val_se"] > 0 for h in history)
+    # patience 1 counted from the plan's last round: the run stops at the first round without a gain
+    assert all(h["gained"] for h in history[3:-1])
+    if len(history) < 7:
+        assert not history[-1]["gained"] and result.stop_reason == "patience" and not result.still_improving
+    else:
+        assert result.still_improving == history[-1]["gained"]

@@ -177,3 +177,21 @@ def test_dvc_stages_declare_the_params_their_code_reads() -> None:
     assert "profiles.${profile}.finetune" not in stages["embed"]["do"]["params"]
     assert "profiles.${profile}.embed" in stages["embed"]["do"]["params"]
     assert np.all(["profile" in s.get("params", s.get("do", {}).get("params", [])) for s in stages.values()])
+
+
+@pytest.mark.slow
+def test_a_failing_notebook_names_its_cell_shows_the_traceback_and_keeps_the_executed_notebook(project) -> None:
+    """03-compare on a task with no results: the stage's first cell fails; the error names the cell, shows
+    its first lines and the traceback, and the executed notebook stays beside the page as .failed.ipynb."""
+    from embedtune.notebook import render
+
+    root = project["root"]
+    with pytest.raises(RuntimeError) as failure:
+        render("03-compare", params_path=project["params_path"], root=root, task="toytext")
+    message = str(failure.value)
+    assert "notebook 03-compare failed in cell" in message and "execution count" in message
+    assert "the cell begins:" in message and "traceback:" in message and "\x1b[" not in message
+    assert "FileNotFoundError" in message
+    kept = root / "reports" / "toytext" / "03-compare.failed.ipynb"
+    assert kept.is_file() and str(kept) in message
+    assert not (root / "reports" / "toytext" / "03-compare.html").exists()

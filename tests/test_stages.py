@@ -77,7 +77,7 @@ def test_the_shift_seed_reaches_the_rows_compare_pairs_with(project) -> None:
 
 
 def test_prepare_writes_the_seeds_each_budget_runs(project) -> None:
-    from embedtune.runs import tuned_runs
+    from embedtune.plan import tuned_runs
     from embedtune.stages import prepare
 
     raw = project["raw"]

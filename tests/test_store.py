@@ -130,7 +130,12 @@ def test_editing_a_display_cell_re_renders_from_the_store_and_trains_nothing(
     notebook = root / "notebooks" / "03-compare.ipynb"
     nb = json.loads(notebook.read_text())
     nb["cells"][10]["source"] = ["print('edited display cell')\n"] + list(nb["cells"][10]["source"])
+    # a reader's new plot: plt.show() in the kernel must reach the page (inline backend, not Agg)
+    nb["cells"].append({"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+                        "source": ["import matplotlib.pyplot as plt\n", "plt.plot([0, 1], [1, 0])\n", "plt.show()\n"]})
     notebook.write_text(json.dumps(nb, indent=1))
+    page = root / "reports" / "toytext" / "03-compare.html"
+    images_before = page.read_text().count("data:image/png")
     shutil.rmtree(root / "checkpoints", ignore_errors=True)
     monkeypatch.setenv("EMBEDTUNE_STORE", "require")
     from embedtune import scratch
@@ -138,5 +143,6 @@ def test_editing_a_display_cell_re_renders_from_the_store_and_trains_nothing(
     again = scratch.repro(root, "--force")
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "Running stage 'finetune@toytext-full'" in again.stdout
-    assert "edited display cell" in (root / "reports" / "toytext" / "03-compare.html").read_text()
+    assert "edited display cell" in page.read_text()
+    assert page.read_text().count("data:image/png") == images_before + 1
     assert {p: p.stat().st_mtime_ns for p in (root / "runs").rglob("*") if p.is_file()} == records

@@ -73,7 +73,7 @@ def test_generated_many_class_task_runs_through_every_stage(project: dict[str, A
     smoke["budgets"] = {"sizes": [60, 200], "seeds": [0, 1]}  # 60 labels cannot hold all 50 classes twice
     smoke["data"] = {"max_train": None, "max_eval": None, "max_val": 100}
     smoke["finetune"].update({"max_epochs": 6, "min_steps": 30, "max_steps": 60, "evals_per_run": 2, "max_rounds": 3,
-                              "search_budget": 200})
+                              "search_budgets": [200]})
     # adapters on a random 32-wide encoder need a larger step than the fixture's grid to learn 50 classes
     smoke["finetune"]["lr_grid"]["lora"] = [1.0e-2, 3.0e-2]
     project["params_path"].write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -103,7 +103,7 @@ def test_a_project_with_one_tuned_method_and_an_rgb_task_runs_every_stage(projec
     raw = project["raw"]
     raw["methods"] = ["lp_ft"]
     raw["tasks"] = {"colours": {"source": "npz", "path": "colours.npz", "main_metric": "accuracy"}}
-    raw["profiles"]["smoke"]["finetune"]["search_budget"] = 48
+    raw["profiles"]["smoke"]["finetune"]["search_budgets"] = [48]
     project["params_path"].write_text(yaml.safe_dump(raw, sort_keys=False))
     done = dvc_pipeline(project["root"])
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -7,13 +7,16 @@ on CPU, or the peak allocated CUDA memory (MiB) on a GPU. FLOPs come from
 
 from __future__ import annotations
 
+import math
 import platform
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 import psutil
 import torch
 from torch import nn
@@ -67,13 +70,42 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     return trainable, total
 
 
+def conv_backward_flops(grad_out_shape: Any, x_shape: Any, w_shape: Any, _bias: Any, _stride: Any, _padding: Any,
+                        _dilation: Any, transposed: bool, _output_padding: Any, _groups: Any, output_mask: Any,
+                        out_shape: Any = None, **kwargs: Any) -> int:
+    """A convolution's backward: each requested gradient (input, weight) costs one forward, 2 × N × output
+    positions × prod(weight shape), which counts groups through the weight's C_in / groups. PyTorch's own
+    formula transposes the shapes for the weight gradient and drops the groups (a 256-channel depthwise conv
+    counted ~257× its forward)."""
+    positions = math.prod(x_shape[2:]) if transposed else math.prod(grad_out_shape[2:])
+    forward = 2 * int(x_shape[0]) * positions * math.prod(w_shape)
+    return forward * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
+
+
 def count_flops(step: Callable[[], object]) -> int:
-    """FLOPs of one call of `step` (forward and backward if it runs both), via FlopCounterMode."""
+    """FLOPs of one call of `step` (forward and backward if it runs both), via FlopCounterMode with the
+    convolution backward counted by `conv_backward_flops`."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as counter:
+    mapping = {torch.ops.aten.convolution_backward: conv_backward_flops}
+    with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
         step()
     return int(counter.get_total_flops())
+
+
+def encoder_flops_per_row(encoder: nn.Module, items: Any, *, n: int = 32) -> float:
+    """The frozen backbone's forward FLOPs per row: the first `n` rows each counted alone, so a text row
+    counts its own tokens (no padding to a batch's longest), averaged."""
+    chosen = list(items[:n]) if not isinstance(items, list) else items[:n]
+    was_training = encoder.training
+    encoder.eval()
+    total = 0.0
+    with torch.no_grad():
+        for item in chosen:
+            batch = encoder.prepare([item] if isinstance(items, list) else np.asarray([item]))
+            total += count_flops(lambda batch=batch: encoder(**batch))
+    encoder.train(was_training)
+    return total / max(len(chosen), 1)
 
 
 def device_name(device: torch.device | str = "cpu") -> str:

@@ -1,20 +1,22 @@
-"""What to pick at each label budget: the decision rule, with the burden of proof on the cheaper method.
+"""What to pick at each label budget, decided on the selection rows and reported on the test split.
 
-Rule (per task and budget): the **best** method is the one with the highest mean main metric over its
-seeds. Every method cheaper to build than the best (measured cost to build, median over seeds: embedding the
-rows it needs + fitting or training) is a candidate, tried cheapest first. A candidate is **shown
-non-inferior** when the lower end of its one-sided paired interval for (candidate − best), on the seeds both
-ran and the shared test set (`compare.paired_spread`), lies above −``margin`` (``decision.margin_points``,
-points of the main metric). The pick is the cheapest candidate shown non-inferior; when none is, the best.
-A noisy cheap method therefore gets a wide interval and is *not* picked; a cheap method truly equal to the
-best is picked once its interval is narrow enough. The pick's mean is never more than the margin below the
-best's.
-
-Multiplicity: the family is the decisions the task makes (one per budget). Each decision holds its error
-(picking a method more than the margin below the best) at ``alpha / n_decisions`` by testing its k
-candidates at ``alpha / (n_decisions · k)`` each (Bonferroni). Each row also gives the smallest difference
-the run could detect at that level with 80% power (median over the candidates): a budget where it is large
-says more seeds would change the answer.
+Rule (per task and budget), using only the selection rows (the validation rows every method selected its
+hyperparameters on; each run's kept predictions on them are stored beside its test predictions):
+1. **Scores.** Each run's main metric on the selection rows (its own thresholds); a method's score is the
+   mean over its seeds. The **best** is the highest.
+2. **Resampling.** ``n_boot`` draws, each resampling the selection rows (one draw shared by every method:
+   the rows are shared) and adding a seed term per method (its seeds' standard error × a Student t with
+   S − 1 degrees of freedom). Each draw gives every method a mean.
+3. **Tied with the best** (comparison with the best; the family is the K − 1 comparisons of the other
+   methods with the best at this budget, Bonferroni): a method is shown worse than the best when the
+   lower ``alpha / (K − 1)`` quantile of (best − method) over the draws is above 0; the others are tied.
+4. **P(best)**: the share of draws in which a method has the highest mean. **Expected loss**: the mean over
+   draws of (highest mean − the method's mean), in points.
+5. **Pick**: the cheapest method to build (measured, median over seeds) among the tied ones whose expected
+   loss is within ``decision.margin_points``; when none is, the tied method with the smallest expected loss.
+6. **Report**: the pick's test score (mean over its seeds) is then an unbiased report, never an input.
+A simulation with a known truth (tests/test_decision_rule.py) measures the rule's regret and how often its
+pick is within the margin of the truly best.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .compare import paired_spread, run_keys
+from .metrics import fast_metric
 from .registry import METHOD_ORDER
 
 ALPHA = 0.05
@@ -44,73 +46,114 @@ def cost_to_build(results: pd.DataFrame, *, embed_seconds_per_row: float | None,
     return cost
 
 
-def _spread(preds: dict[str, dict[str, np.ndarray]], a: str, b: str, *, budget: int, metric: str,
-            n_boot: int) -> Any:
-    """(the paired spread of a − b on the seeds both ran at `budget`, how many seeds), or None."""
-    keys = [k for k in run_keys(preds[a], budget) if k in preds[b]]
-    if not keys:
-        return None
-    pa, pb = preds[a], preds[b]
-    return paired_spread(pa["y_test"], [pa[k] for k in keys], [pb[k] for k in keys], metric=metric,
-                         thresholds_a=[pa.get(f"thr_{k}") for k in keys],
-                         thresholds_b=[pb.get(f"thr_{k}") for k in keys], n_boot=n_boot), len(keys)
+def selection_runs(preds: dict[str, np.ndarray], budget: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """One method's (selection-row probabilities, thresholds) per seed at `budget`."""
+    keys = sorted(k for k in preds if k.startswith("s") and k.endswith(f"_b{budget}"))
+    missing = [k for k in keys if f"val_{k}" not in preds]
+    if missing:
+        raise ValueError(f"no selection-row predictions for runs {missing}: the decision is made on them; re-run the "
+                         "probe and finetune stages (dvc repro probe finetune), which store them as val_<run>")
+    return [(preds[f"val_{k}"], preds.get(f"thr_{k}")) for k in keys]
+
+
+def resample_means(runs: dict[str, list[tuple[np.ndarray, np.ndarray | None]]], y_val: np.ndarray, *,
+                   metric: str, n_boot: int = 500, seed: int = 0) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Observed mean selection score per method, and `n_boot` draws of it (module docstring, 1–2): the rows
+    resampled (one draw shared by every method), plus a seed term per method, its seeds' standard error
+    times a Student t with S − 1 degrees of freedom (a bootstrap over 3 seeds would understate it; with one
+    seed there is no seed term)."""
+    from scipy import stats
+
+    y_val = np.asarray(y_val)
+    y_val = y_val.astype(np.int64) if y_val.ndim == 1 else y_val
+    rng = np.random.default_rng(seed)
+    per_seed = {m: np.array([fast_metric(metric, np.asarray(p), y_val, t) for p, t in r]) for m, r in runs.items()}
+    observed = {m: float(np.mean(v)) for m, v in per_seed.items()}
+    seed_se = {m: float(np.std(v, ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0 for m, v in per_seed.items()}
+    t_draws = {m: stats.t.rvs(df=max(len(v) - 1, 1), size=n_boot, random_state=rng) for m, v in per_seed.items()}
+    draws = {m: np.empty(n_boot) for m in runs}
+    n = len(y_val)
+    for b in range(n_boot):
+        rows = rng.integers(0, n, n)
+        for m, r in runs.items():
+            scores = [fast_metric(metric, np.asarray(p)[rows], y_val[rows], t) for p, t in r]
+            draws[m][b] = np.nanmean(scores) + seed_se[m] * t_draws[m][b]
+    return observed, draws
+
+
+def decide(observed: dict[str, float], draws: dict[str, np.ndarray], build: dict[str, float], *,
+           margin_points: float, alpha: float = ALPHA) -> dict[str, Any]:
+    """Best, tied set, P(best), expected loss and the pick (module docstring, 1 and 3–5)."""
+    methods = list(observed)
+    best = max(methods, key=lambda m: observed[m])
+    stack = np.vstack([draws[m] for m in methods])  # (K, B)
+    top = stack.max(axis=0)
+    p_best = {m: float(np.mean(stack.argmax(axis=0) == i)) for i, m in enumerate(methods)}
+    loss = {m: 100 * float(np.mean(top - draws[m])) for m in methods}
+    level = alpha / max(len(methods) - 1, 1)
+    lower = {m: 100 * float(np.quantile(draws[best] - draws[m], level)) for m in methods if m != best}
+    sd = {m: 100 * float(np.std(draws[best] - draws[m], ddof=1)) for m in methods if m != best}
+    tied = [m for m in methods if m == best or lower[m] <= 0]  # in the given (cost) order
+    within = [m for m in tied if loss[m] <= margin_points]
+    pick = min(within, key=lambda m: build[m]) if within else min(tied, key=lambda m: loss[m])
+    return {"best": best, "pick": pick, "tied": tied, "p_best": p_best, "expected_loss": loss,
+            "lower_vs_best": lower, "sd_vs_best": sd, "alpha_per_test": level}
+
+
+def _detectable(sd_points: list[float], level: float, power: float = 0.8) -> float:
+    from scipy import stats
+
+    z = float(stats.norm.ppf(1 - level) + stats.norm.ppf(power))
+    return float(np.median([z * s for s in sd_points])) if sd_points else float("nan")
 
 
 def decision_guide(results: pd.DataFrame, preds: dict[str, dict[str, np.ndarray]], *, metric: str,
                    embed_seconds_per_row: float | None, margin: float = 1.0, alpha: float = ALPHA,
-                   n_boot: int = 1000) -> pd.DataFrame:
-    """Per budget: best, pick, runner-up, the pick's expected loss against the best and its evidence, the
-    detectable difference, and every method's costs (module docstring's rule). `margin` in points."""
+                   n_boot: int = 500, seed: int = 0) -> pd.DataFrame:
+    """Per budget: the pick made on the selection rows (module docstring), the set tied with the best, P(best)
+    and expected loss per method, the pick's test score, its gain over the probe on test, and costs."""
     n_val = int(results["n_val"].dropna().iloc[0]) if "n_val" in results and results["n_val"].notna().any() else 0
     frame = results.assign(build_seconds=cost_to_build(results, embed_seconds_per_row=embed_seconds_per_row,
                                                        n_val=n_val), method=results["method"].astype(str))
-    budgets = sorted(int(b) for b in frame["budget"].unique())
     rows = []
-    for budget in budgets:
+    for budget in sorted(int(b) for b in frame["budget"].unique()):
         group = frame[frame["budget"] == budget]
         flops = {c: (c, "median") for c in ("train_flops", "infer_flops_per_row") if c in group}
-        stats = group.groupby("method").agg(mean=(metric, "mean"), build=("build_seconds", "median"),
+        stats = group.groupby("method").agg(test=(metric, "mean"), build=("build_seconds", "median"),
                                             serve=("infer_ms_per_1000", "median"), seeds=("seed", "nunique"),
                                             **flops)
         stats = stats.loc[[m for m in METHOD_ORDER if m in stats.index and m in preds]]
-        best = str(stats["mean"].idxmax())
-        candidates = sorted((m for m in stats.index if m != best and stats.loc[m, "build"] < stats.loc[best, "build"]),
-                            key=lambda m: stats.loc[m, "build"])
-        level = alpha / (len(budgets) * max(len(candidates), 1))  # one-sided, per candidate
-        tested = []
-        for m in candidates:
-            got = _spread(preds, m, best, budget=budget, metric=metric, n_boot=n_boot)
-            if got is None:
-                continue
-            spread, n_pairs = got
-            lower = spread.observed - spread.half_width(2 * level)
-            tested.append({"method": m, "lower": 100 * lower, "diff": 100 * spread.observed, "n": n_pairs,
-                           "detectable": 100 * spread.detectable(level), "ok": lower > -margin / 100})
-        passed = [t for t in tested if t["ok"]]
-        pick = passed[0]["method"] if passed else best
-        if passed:
-            runner_up = passed[1]["method"] if len(passed) > 1 else best
-            why = (f"cheapest shown non-inferior (lower bound {passed[0]['lower']:+.2f} > −{margin:g} points, "
-                   f"{passed[0]['n']} paired seeds)")
-        else:
-            closest = max(tested, key=lambda t: t["lower"]) if tested else None
-            runner_up = closest["method"] if closest else ""
-            why = ("best mean; no cheaper method shown non-inferior" + (
-                f" (closest: {closest['method']}, lower bound {closest['lower']:+.2f} points)" if closest else ""))
+        runs = {m: selection_runs(preds[m], budget) for m in stats.index}
+        y_val = next(preds[m]["y_val"] for m in stats.index)
+        observed, draws = resample_means(runs, y_val, metric=metric, n_boot=n_boot, seed=seed + budget)
+        got = decide(observed, draws, {m: float(stats.loc[m, "build"]) for m in stats.index},
+                     margin_points=margin, alpha=alpha)
+        pick, best = got["pick"], got["best"]
+        ranked = sorted(stats.index, key=lambda m: -got["p_best"][m])
+        runner_up = next((m for m in ranked if m != pick), "")
+        probe_gain = (100 * float(stats.loc[pick, "test"] - stats.loc["probe", "test"])
+                      if "probe" in stats.index and pick != "probe" else np.nan)
         rows.append({
-            "budget": budget, "pick": pick, "pick_mean": float(stats.loc[pick, "mean"]),
-            "expected_loss_points": 100 * float(stats.loc[best, "mean"] - stats.loc[pick, "mean"]),
-            "best": best, "best_mean": float(stats.loc[best, "mean"]), "runner_up": runner_up,
-            "runner_up_mean": float(stats.loc[runner_up, "mean"]) if runner_up else np.nan,
-            "reason": why, "margin_points": margin, "alpha_per_test": level,
-            "detectable_points": float(np.median([t["detectable"] for t in tested])) if tested else np.nan,
-            "non_inferior": ", ".join(t["method"] for t in passed),
+            "budget": budget, "rule_source": "selection rows", "n_selection_rows": len(y_val),
+            "pick": pick, "pick_mean": float(stats.loc[pick, "test"]), "pick_seeds": int(stats.loc[pick, "seeds"]),
+            "pick_selection_mean": observed[pick], "expected_loss_points": got["expected_loss"][pick],
+            "best": best, "best_selection_mean": observed[best], "best_mean": float(stats.loc[best, "test"]),
+            "tied": ", ".join(got["tied"]), "runner_up": runner_up,
+            "runner_up_mean": float(stats.loc[runner_up, "test"]) if runner_up else np.nan,
+            "pick_gain_over_probe_points": probe_gain,
+            "margin_points": margin, "alpha_per_test": got["alpha_per_test"],
+            "family": f"{len(stats.index) - 1} comparisons with the best at this budget (Bonferroni)",
+            "detectable_points": _detectable(list(got["sd_vs_best"].values()), got["alpha_per_test"]),
             "pick_build_seconds": float(stats.loc[pick, "build"]),
             "pick_serve_seconds_per_1000": float(stats.loc[pick, "serve"]) / 1000,
             # FLOPs travel between machines where seconds do not (classic's TF-IDF fit is not counted: NaN)
             "pick_train_flops": float(stats.loc[pick, "train_flops"]) if "train_flops" in stats else np.nan,
             "pick_infer_flops_per_row": float(stats.loc[pick, "infer_flops_per_row"])
             if "infer_flops_per_row" in stats else np.nan,
+            **{f"p_best {m}": got["p_best"][m] for m in stats.index},
+            **{f"expected_loss {m}": got["expected_loss"][m] for m in stats.index},
+            **{f"selection {m}": observed[m] for m in stats.index},
+            **{f"test {m}": float(stats.loc[m, "test"]) for m in stats.index},
             **{f"build_s {m}": float(stats.loc[m, "build"]) for m in stats.index},
             **{f"serve_s_per_1000 {m}": float(stats.loc[m, "serve"]) / 1000 for m in stats.index}})
     return pd.DataFrame(rows)
@@ -125,22 +168,35 @@ def seconds_text(value: float) -> str:
     return f"{float(f'{1000 * value:.2g}'):g} ms" if value >= 0.001 else f"{float(f'{1e6 * value:.2g}'):g} µs"
 
 
+def _names(methods: list[str]) -> str:
+    quoted = [f"`{m}`" for m in methods]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
+
+
+def budget_sentence(r: Any, metric: str) -> str:
+    """One decision a team can act on: who ties on the selection rows, what is picked and why, its test score."""
+    tied = [m for m in str(r["tied"]).split(", ") if m]
+    who = (f"`{r['best']}` is ahead of every other method (P(best) {r[f'p_best {r.best}']:.2f})" if len(tied) == 1
+           else f"{_names(tied)} cannot be told apart")
+    if r["pick"] != r["best"]:
+        why = f"the cheapest of them, {r['expected_loss_points']:.1f} points of expected loss against the best"
+    elif len(tied) > 1:
+        why = "the best; no cheaper tied method is within the margin"
+    else:
+        why = "the best"
+    gain = (f", {r['pick_gain_over_probe_points']:+.1f} points over the probe"
+            if pd.notna(r.get("pick_gain_over_probe_points")) else "")
+    return (f"At {int(r['budget']):,} labels {who} on the selection rows; pick `{r['pick']}` ({why}): test {metric} "
+            f"{r['pick_mean']:.3f} over {int(r['pick_seeds'])} seed{'s' if int(r['pick_seeds']) != 1 else ''}{gain}; "
+            f"build {seconds_text(r['pick_build_seconds'])}, serve {seconds_text(r['pick_serve_seconds_per_1000'])} "
+            "per 1,000 predictions.")
+
+
 def guide_sentence(task: str, guide: pd.DataFrame, metric: str) -> str:
-    """One sentence per domain from its decision guide: the rule, the margin, each pick, its expected loss
-    against the best and the runner-up."""
+    """The task's decisions, one sentence per budget (`budget_sentence`), under the rule's one-line summary."""
     if guide.empty:
         return f"**{task}**: no decision guide (no results)."
     margin = float(guide["margin_points"].iloc[0]) if "margin_points" in guide else 1.0
-    parts = []
-    for _, r in guide.iterrows():
-        if r["pick"] == r["best"]:
-            detail = "the best mean; no cheaper method shown within the margin"
-        else:
-            detail = f"{r['expected_loss_points']:.2g} points below the best, `{r['best']}` at {r['best_mean']:.3g}"
-        runner = f"; runner-up `{r['runner_up']}`" if isinstance(r.get("runner_up"), str) and r["runner_up"] else ""
-        parts.append(f"{r['budget']} labels → `{r['pick']}` ({metric} {r['pick_mean']:.3g}, {detail}{runner}; build "
-                     f"{seconds_text(r['pick_build_seconds'])}, serve {seconds_text(r['pick_serve_seconds_per_1000'])}"
-                     " per 1,000 predictions)")
-    return (f"**{task}**: the cheapest method shown no more than {margin:g} point{'s' if margin != 1 else ''} worse "
-            "than the best (one-sided paired interval, Bonferroni over the task's decisions), else the best — "
-            + "; ".join(parts) + ".")
+    return (f"**{task}** ({metric}; picked on the selection rows: the cheapest method tied with the best within "
+            f"{margin:g} point{'s' if margin != 1 else ''} of expected loss, then reported on test): "
+            + " ".join(budget_sentence(r, metric) for _, r in guide.iterrows()))

@@ -15,10 +15,14 @@ stops after ``patience`` rounds without gain or at ``max_rounds`` rounds, and th
 restored. A gain is what ``stop_on`` names (`stopping.round_gained`): the selection metric, the validation
 loss, or ``either`` (the loss keeps a run going through the metric's chance dips on a few hundred rows; the
 metric keeps it going while accuracy still climbs after the loss turns up from overconfidence). The
-learning rate warms up, then decays linearly over the ``max_rounds`` horizon (as a trainer with an
-early-stopping callback plans its schedule over its maximum length), so a run that still improves at the
-planned length keeps a useful learning rate and goes on. ``still_improving`` says the best round was the
-last one evaluated, which with ``metric`` or ``either`` only happens when a run reaches ``max_rounds``. The
+learning rate warms up, then (``lr_schedule: horizon``) decays linearly over the ``max_rounds`` horizon,
+or (``anneal``) decays linearly to ``lr_floor`` × peak at the planned length and stays there in extension
+rounds. Under ``anneal`` no run stops before its plan ends and the kept weights are the best among the
+annealed rounds (learning rate ≤ 10% of peak), so every kept checkpoint comes from a finished schedule;
+with ``stop_on: noise`` a round gains when its selection score beats every earlier round's by more than its
+bootstrap standard error on the selection rows, and that same signal marks a run ``still_improving`` (it
+ended at ``max_rounds`` with its last round a gain). Otherwise ``still_improving`` says the best round was
+the last one evaluated. The
 data order is a concatenation of seeded permutations of the budget (one per pass, `training_order`).
 
 The loop runs through `accelerate` (CPU, one GPU or DDP via ``accelerate launch``): AdamW (fused),
@@ -56,9 +60,11 @@ from torch import nn
 
 from .backbones import Encoder, length_sorted_batches
 from .batchnorm import recalibrate_batchnorm, set_batchnorm_mode
-from .metrics import selection_score
+from .metrics import bootstrap_se, selection_score
 from .ordering import rank_shard, raw_lengths, training_order
-from .stopping import round_gained
+from .stopping import anneal_factor, round_gained, schedule, still_improving
+
+ANNEALED = 0.1  # a round whose learning rate is at most this fraction of its peak has finished its schedule
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -83,6 +89,8 @@ class TrainConfig:
     # what patience watches: "metric" (selection metric), "val_loss" (smoother) or "either" (a round gains
     # when either improves, so a run never stops while the kept metric is at a new best)
     stop_on: str = "metric"
+    lr_schedule: str = "horizon"  # "horizon" | "anneal" (module docstring)
+    lr_floor: float = 0.05  # anneal: fraction of the peak LR from the planned length on
     min_steps: int = 0
     max_steps: int | None = None
     evals_per_run: int = 4
@@ -105,29 +113,6 @@ class TrainConfig:
 
     def digest(self) -> str:
         return hashlib.md5(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class Schedule:
-    steps_per_pass: int
-    total_steps: int  # optimizer steps at most (the learning-rate horizon)
-    eval_every: int  # optimizer steps per round
-    rounds: int  # rounds at most
-    planned_steps: int = 0  # the planned length (evals_per_run rounds)
-
-
-def schedule(n_items: int, config: TrainConfig) -> Schedule:
-    """Optimizer steps and evaluation rounds of a run (module docstring)."""
-    steps_per_pass = max(1, math.ceil(n_items / (config.batch_size * config.grad_accum)))
-    total = max(config.min_steps, config.max_epochs * steps_per_pass)
-    if config.max_steps is not None:
-        total = min(total, config.max_steps)
-    total = max(total, 1)
-    planned_rounds = max(1, min(config.evals_per_run, total))
-    every = math.ceil(total / planned_rounds)
-    rounds = max(planned_rounds, config.max_rounds or planned_rounds)
-    return Schedule(steps_per_pass=steps_per_pass, total_steps=every * rounds, eval_every=every, rounds=rounds,
-                    planned_steps=every * planned_rounds)
 
 
 @dataclass
@@ -304,8 +289,12 @@ def train(model: Classifier, *, train_items: Any, train_y: np.ndarray, val_items
     # Python loop over parameters (about a sixth of a MiniLM step on 2 cores)
     fused = device.type in ("cpu", "cuda") and all(p.dtype == torch.float32 for p in model.parameters())
     optimizer = torch.optim.AdamW(_param_groups(model, config), fused=fused or None)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_frac * plan.planned_steps),
-                                                plan.total_steps)
+    warmup = int(config.warmup_frac * plan.planned_steps)
+    if config.lr_schedule == "anneal":
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: anneal_factor(
+            step, warmup=warmup, planned=plan.planned_steps, floor=config.lr_floor))
+    else:
+        scheduler = get_linear_schedule_with_warmup(optimizer, warmup, plan.total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     raw = accelerator.unwrap_model(model)
     lengths = raw_lengths(raw, train_items) if config.length_grouping > 1 else None
@@ -339,7 +328,10 @@ def train(model: Classifier, *, train_items: Any, train_y: np.ndarray, val_items
 
     per_round = plan.eval_every * config.batch_size * config.grad_accum  # items per round
     round_index = start_round
-    while round_index < plan.rounds and bad_rounds < config.patience:
+    anneal = config.lr_schedule == "anneal"
+    planned_rounds = plan.planned_steps // plan.eval_every
+    best_seen = max([h["val_metric"] for h in history if not math.isnan(h["val_metric"])], default=-math.inf)
+    while round_index < plan.rounds and (bad_rounds < config.patience or (anneal and round_index < planned_rounds)):
         torch.manual_seed(config.seed * 100_003 + round_index)  # dropout stream of this round
         round_order = order[round_index * per_round:(round_index + 1) * per_round]
         round_start = time.perf_counter()
@@ -371,28 +363,36 @@ def train(model: Classifier, *, train_items: Any, train_y: np.ndarray, val_items
                             multi_label=multi_label, bf16=config.precision == "bf16")
         score, thresholds = selection_score(val_probs, val_y, config.main_metric)  # undefined → -inf
         train_score, _ = selection_score(train_probs, train_targets, config.main_metric)
+        lr_frac = float(scheduler.get_last_lr()[0] / optimizer.param_groups[0]["initial_lr"])
+        noise = bootstrap_se(val_probs, val_y, config.main_metric, thresholds)  # the selection rows' noise
         history.append({"epoch": round_index, "step": steps_done, "train_loss": float(np.mean(losses)),
                         "val_loss": _val_loss(val_probs, val_y), "train_metric": _finite_or_nan(train_score),
                         "val_metric": _finite_or_nan(score), "lr": float(scheduler.get_last_lr()[0]),
-                        "seconds": time.perf_counter() - round_start})
+                        "lr_frac": lr_frac, "val_se": noise, "seconds": time.perf_counter() - round_start})
         val_loss = history[-1]["val_loss"]
         lowest_loss = min(best.get("loss", math.inf), val_loss)
-        gained = round_gained(config.stop_on, score=score, best_score=best["score"], val_loss=val_loss,
-                              lowest_loss=best.get("loss", math.inf))
-        if score > best["score"]:  # the kept weights: the best selection metric
+        # noise: against every earlier round (annealed or not), so the plan's last round must beat warmer ones
+        gained = round_gained(config.stop_on, score=score,
+                              best_score=best_seen if config.stop_on == "noise" else best["score"],
+                              val_loss=val_loss, lowest_loss=best.get("loss", math.inf), noise=noise)
+        history[-1]["gained"] = bool(gained)
+        best_seen = max(best_seen, score)
+        keepable = not anneal or lr_frac <= ANNEALED + 1e-9
+        if keepable and score > best["score"]:  # the kept weights: the best selection metric
             best = {"score": score, "epoch": round_index, "state": copy.deepcopy(raw.state_dict()),
                     "thresholds": thresholds, "step": steps_done}
         best["loss"] = lowest_loss
-        bad_rounds = 0 if gained else bad_rounds + 1
+        if not anneal or round_index >= planned_rounds - 1:  # anneal: patience counts from the plan's last round
+            bad_rounds = 0 if gained else bad_rounds + 1
         save(round_index)
         round_index += 1
     if best["state"] is not None:
         raw.load_state_dict(best["state"])
-    last = history[-1]["epoch"] if history else -1
     return TrainResult(best_epoch=best["epoch"], best_val_score=best["score"], history=history,
                        thresholds=best["thresholds"], steps=steps_done, micro_batch=micro_batch,
                        grad_accum=grad_accum, resumed_from_epoch=resumed, best_step=int(best.get("step", 0)),
-                       still_improving=bool(history) and best["epoch"] == last,
+                       still_improving=still_improving(history, config.stop_on, best_epoch=best["epoch"],
+                                                        capped=bad_rounds < config.patience),
                        stopped_early=len(history) < plan.rounds,
                        stop_reason="patience" if bad_rounds >= config.patience else "round cap",
                        extra={"planned_steps": plan.planned_steps, "max_steps": plan.total_steps,

@@ -23,24 +23,27 @@ def add_run_flops(ctx: StageContext, row: dict[str, Any], *, key: str) -> dict[s
 
 
 def _per_item_flops(model: Any, encoder: Any, items: Any, *, backward: bool) -> float:
-    """FLOPs per item of one forward (and backward) pass of `model` over the first ≤32 of `items`."""
+    """FLOPs per item of one forward (and backward) pass of `model`, averaged over the first ≤32 of `items`.
+    Text rows are counted one at a time, each at its own token count: training batches are grouped by
+    length, so padding to a random batch's longest row would overstate the tokens processed."""
     import torch
 
     from .costs import count_flops
 
     n = min(32, len(items))
-    chunk = items[:n] if not isinstance(items, list) else list(items[:n])
-    batch = encoder.prepare(chunk)
+    chunks = [[item] for item in items[:n]] if isinstance(items, list) else [items[:n]]
     device = next(model.parameters()).device
-    batch = {k: v.to(device) for k, v in batch.items()}
     was_training = model.training
     model.eval()  # dropout off: the count is of the arithmetic, not of a random mask
-    if backward:
-        flops = count_flops(lambda: model(**batch).float().sum().backward())
-        model.zero_grad(set_to_none=True)
-    else:
-        with torch.no_grad():
-            flops = count_flops(lambda: model(**batch))
+    flops = 0
+    for chunk in chunks:
+        batch = {k: v.to(device) for k, v in encoder.prepare(chunk).items()}
+        if backward:
+            flops += count_flops(lambda batch=batch: model(**batch).float().sum().backward())
+            model.zero_grad(set_to_none=True)
+        else:
+            with torch.no_grad():
+                flops += count_flops(lambda batch=batch: model(**batch))
     model.train(was_training)
     return flops / n
 

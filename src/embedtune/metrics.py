@@ -157,3 +157,18 @@ def selection_score(probs: np.ndarray, y: np.ndarray, main_metric: str) -> tuple
     thresholds = choose_thresholds(probs, y) if np.asarray(y).ndim == 2 else None
     score = fast_metric(main_metric, probs, np.asarray(y), thresholds)
     return (-np.inf if math.isnan(score) else score), thresholds
+
+
+def bootstrap_se(probs: np.ndarray, y: np.ndarray, main_metric: str, thresholds: np.ndarray | None = None, *,
+                 n_boot: int = 200, seed: int = 0) -> float:
+    """Standard error of the main metric over `n_boot` resamples of the rows (fixed thresholds; a seeded
+    generator, so the same inputs give the same value): the noise a selection-score gain must exceed."""
+    probs, y = np.asarray(probs, np.float64), np.asarray(y)
+    rng = np.random.default_rng(seed)
+    scores = []
+    for _ in range(n_boot):
+        rows = rng.integers(0, len(y), len(y))
+        value = fast_metric(main_metric, probs[rows], y[rows], thresholds)
+        if not math.isnan(value):
+            scores.append(value)
+    return float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from .params import PROFILES, Params, ParamsError, check_method, load_params
 
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # terminal colours in IPython tracebacks
 NOTEBOOKS = {"01-linear-probe": "task", "02-finetune": "task+method", "03-compare": "task", "04-summary": "all"}
 
 
@@ -47,7 +50,9 @@ def render(name: str, *, params_path: Path, root: Path, task: str | None = None,
     """Execute notebooks/<name>.ipynb with papermill and render it to HTML under reports/.
 
     Outputs: reports/<task>/<name>[-<method>].html (or reports/summary.html); the executed .ipynb sits
-    beside it. Both are written to a temporary file first and renamed, so a failed run leaves neither."""
+    beside it. Both are written to a temporary file first and renamed, so a failed run leaves neither; it
+    leaves ``<page>.failed.ipynb`` (ignored by git) and raises an error naming the cell, its first lines and
+    the traceback."""
     import papermill
 
     if name not in NOTEBOOKS:
@@ -76,8 +81,16 @@ def render(name: str, *, params_path: Path, root: Path, task: str | None = None,
     os.environ["TQDM_DISABLE"] = "1"
     with tempfile.TemporaryDirectory(prefix="embedtune-nb-") as tmp:  # scratch outside reports/
         executed = Path(tmp) / f"{out_base.name}.ipynb"
-        papermill.execute_notebook(str(source), str(executed), parameters=parameters, kernel_name=kernel,
-                                   cwd=str(root.resolve()), progress_bar=False)
+        failed = out_base.with_suffix(".failed.ipynb")
+        try:
+            papermill.execute_notebook(str(source), str(executed), parameters=parameters, kernel_name=kernel,
+                                       cwd=str(root.resolve()), progress_bar=False)
+        except papermill.PapermillExecutionError as exc:
+            if executed.is_file():  # papermill saved the notebook up to the failing cell, outputs included
+                shutil.copyfile(executed, failed)
+            out_base.with_suffix(".ipynb").unlink(missing_ok=True)  # the previous run's, no longer its page's
+            raise RuntimeError(failure_message(name, exc, failed if failed.is_file() else None)) from None
+        failed.unlink(missing_ok=True)
         subprocess.run([sys.executable, "-m", "nbconvert", "--to", "html", "--no-input", "--log-level", "WARN",
                         str(executed)], check=True)
         for produced, final in ((executed.with_suffix(".html"), out_base.with_suffix(".html")),
@@ -86,6 +99,18 @@ def render(name: str, *, params_path: Path, root: Path, task: str | None = None,
             shutil.copyfile(produced, staged)
             os.replace(staged, final)
     return out_base.with_suffix(".html")
+
+
+def failure_message(name: str, exc: Any, kept: Path | None, *, source_lines: int = 4) -> str:
+    """What failed, where, and what to open: the cell (index as papermill counts it, and its first lines),
+    the error and its traceback without terminal colours, and the executed notebook kept for inspection."""
+    source = str(getattr(exc, "source", "") or "").splitlines()
+    shown = "\n".join(f"    {line}" for line in source[:source_lines]) + ("\n    ..." if len(source) > source_lines else "")
+    trace = ANSI.sub("", "\n".join(getattr(exc, "traceback", []) or []))
+    where = f"cell {getattr(exc, 'cell_index', '?')} (execution count {getattr(exc, 'exec_count', '?')})"
+    keep = f"\nthe executed notebook is kept at {kept}" if kept else ""
+    return (f"notebook {name} failed in {where}: {getattr(exc, 'ename', '')}: {getattr(exc, 'evalue', '')}\n"
+            f"  the cell begins:\n{shown}\n  traceback:\n{trace}{keep}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,10 +33,12 @@ def aggregate(frame: pd.DataFrame, columns: tuple[str, ...]) -> dict[str, dict[s
 
 def write_method_outputs(paths: TaskPaths, method: str, rows: list[dict[str, Any]],
                          preds: dict[str, np.ndarray], *, y_test: np.ndarray,
-                         summary_columns: tuple[str, ...]) -> pd.DataFrame:
-    """The method's results CSV, its test predictions and its metrics JSON (module docstring)."""
+                         summary_columns: tuple[str, ...], y_val: np.ndarray | None = None) -> pd.DataFrame:
+    """The method's results CSV, its predictions (test, and the selection rows' as ``val_<run>`` with
+    ``y_val``) and its metrics JSON (module docstring)."""
     frame = pd.DataFrame(rows).sort_values(["budget", "seed"]).reset_index(drop=True)
-    write_npz(paths.preds(method), y_test=y_test, **{k: np.asarray(v, np.float64) for k, v in preds.items()})
+    labels = {"y_test": y_test} if y_val is None else {"y_test": y_test, "y_val": y_val}
+    write_npz(paths.preds(method), **labels, **{k: np.asarray(v, np.float64) for k, v in preds.items()})
     write_csv(paths.results / f"{method}.csv", frame)
     numeric = tuple(c for c in frame.columns if c not in ("seed", "budget") and
                     pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]))

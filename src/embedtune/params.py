@@ -94,7 +94,8 @@ class ProbeParams:
 class FinetuneParams:
     methods: tuple[Literal[TUNED_METHODS], ...] = METHODS
     batch_size: int = 16
-    # learning-rate grid per method, searched on the selection rows at (search_budget, search_seed);
+    # learning-rate grid per method, searched on the selection rows at each of search_budgets (seed
+    # search_seed); a run uses the pick at the searched budget nearest its own (log scale, ties → smaller);
     # a pick at an edge extends the grid by ×lr_step (search.py). Image tasks scale full / lp_ft / partial
     # grids by image_lr_scale (a CNN takes ~10× a transformer's LR).
     lr_grid: dict[str, tuple[float, ...]] = field(default_factory=lambda: {
@@ -102,7 +103,7 @@ class FinetuneParams:
         "partial": (5e-5, 1e-4, 3e-4)})
     lr_step: float = 3.0
     grid_extensions: int = 1
-    search_budget: int | Literal["all"] = 256
+    search_budgets: tuple[int | Literal["all"], ...] = (256,)
     search_seed: int = 0
     image_lr_scale: float = 10.0
     head_lr: float = 1e-3  # head LR for `full`, `lora` and `partial` (random init); lp_ft's head uses the LR
@@ -121,7 +122,16 @@ class FinetuneParams:
     patience: int = 2
     # what patience watches: the selection metric, the validation loss (smoother on a few hundred rows), or
     # either (a round without a gain in both counts); the kept weights are always the best selection metric's
-    stop_on: Literal["metric", "val_loss", "either"] = "metric"
+    # or "noise": a gain is a selection score above every earlier round's by more than its bootstrap standard
+    # error on the selection rows (the same signal marks a run still improving)
+    stop_on: Literal["metric", "val_loss", "either", "noise"] = "metric"
+    # learning-rate shape after warmup: "horizon" decays linearly over the max_rounds horizon; "anneal" decays
+    # to lr_floor × peak at the planned length and stays there in extension rounds, no stop before the plan
+    # ends and the kept weights come from annealed rounds only (engine docstring); "retrain" runs "horizon"
+    # to choose a length (the best round's step), then a fresh run annealed to lr_floor at that length is
+    # kept (runs docstring, step 3)
+    lr_schedule: Literal["horizon", "anneal", "retrain"] = "horizon"
+    lr_floor: float = 0.05  # anneal: fraction of the peak LR at the planned length and after
     lr_restarts: int = 0  # restarts at LR ÷ lr_step of a run that did not learn (tuning.learned); 0 = never
     restart_loss_ratio: float = 0.8  # "did not learn": last round's training loss ≥ this × the first round's
     warmup_frac: float = 0.1
@@ -328,6 +338,12 @@ def parse_params(raw: dict[str, Any], *, profile: str | None = None) -> Params:
         if ft.max_rounds is not None and ft.max_rounds < ft.evals_per_run:
             raise ParamsError(f"profiles.{name}.finetune.max_rounds: bad value {ft.max_rounds}; allowed values: "
                               f"null or integers >= evals_per_run ({ft.evals_per_run})")
+        if ft.lr_schedule in ("anneal", "retrain") and not 0.0 <= ft.lr_floor <= 0.1:
+            raise ParamsError(f"profiles.{name}.finetune.lr_floor: bad value {ft.lr_floor}; allowed values: 0 to 0.1 "
+                              "(an annealed round runs at most 10% of the peak learning rate)")
+        if not ft.search_budgets:
+            raise ParamsError(f"profiles.{name}.finetune.search_budgets: empty; allowed values: a list of budgets "
+                              "from budgets.sizes or budgets.single_seed_sizes")
         if ft.lr_restarts < 0:
             raise ParamsError(f"profiles.{name}.finetune.lr_restarts: bad value {ft.lr_restarts}; allowed values: "
                               "integers >= 0")

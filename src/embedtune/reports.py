@@ -7,13 +7,15 @@ import os
 import platform
 import re
 import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import matplotlib
 
-matplotlib.use("Agg")
+if "ipykernel" not in sys.modules:  # a stage or test process has no display; in a kernel, figures show inline
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -281,18 +283,20 @@ def index_html(*, reports_dir: Path, per_task: dict[str, dict[str, Any]], info: 
         sentence = guide_sentence(task, t["guide"], t["headline"]["metric"])
         markup = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", html.escape(sentence))  # the sentence's markdown
         parts.append("<li>" + re.sub(r"`([^`]+)`", r"<code>\1</code>", markup) + "</li>")
-    parts += ["</ul><p>Rule (<code>embedtune.decision</code>): at each label budget, the cheapest method to build "
-              "whose one-sided paired interval against the best method (seeds × test examples, Bonferroni over the "
-              "task's decisions) shows it no more than the margin worse; when none is, the best. Costs are measured "
-              "on this machine.</p>",
+    parts += ["</ul><p>Rule (<code>embedtune.decision</code>), decided on the selection rows only: at each label "
+              "budget, the methods that cannot be told apart from the best (comparison with the best over "
+              "resampled seeds and selection rows, Bonferroni over the other methods), then the cheapest of them "
+              "whose expected loss against the best is within the margin. The test scores shown are the report of "
+              "that choice, never its input. Costs are measured on this machine.</p>",
               "<h2>Headline (test split, mean ± sd over seeds, largest label budget every method ran)</h2>",
               frame_html(table)]
     parts.append("<p><a href='summary.html'>Summary report</a> (full table with costs, calibration and "
                  "robustness).</p>")
     for task, t in per_task.items():
         guide = t["guide"]
-        cols = [c for c in ("budget", "pick", "pick_mean", "expected_loss_points", "best", "best_mean", "runner_up",
-                            "detectable_points", "pick_build_seconds", "pick_serve_seconds_per_1000") if c in guide]
+        cols = [c for c in ("budget", "pick", "pick_mean", "pick_gain_over_probe_points", "tied",
+                            "expected_loss_points", "detectable_points", "pick_build_seconds",
+                            "pick_serve_seconds_per_1000") if c in guide]
         parts += [f"<h2 id='{html.escape(task)}'>{html.escape(task)}</h2>",
                   "<h3>Decision guide</h3>", frame_html(readable(guide[cols] if cols else guide)),
                   "<h3>Each method against the probe (points, 95% interval; * significant after Holm)</h3>",

@@ -5,12 +5,13 @@ Protocol (one selection set, search on validation, schedules that converge):
 1. **Selection rows.** Every method — classic, probe and each tuned one — picks its hyperparameters, its
    stopping point and its multi-label thresholds on the same validation rows (`data.selection_index`: the whole
    validation split, or one seeded stratified subset of ``data.max_val`` rows for everyone).
-2. **Search at a pilot.** Each tuned method's learning rate is searched once per task at the pilot budget
-   and seed (``finetune.search_budget`` / ``search_seed``) over ``finetune.lr_grid`` (images: × the image LR
-   scale). A pick at an edge of the grid extends it by ×``lr_step`` beyond that edge, at most
-   ``grid_extensions`` times; a pick still at the edge is recorded (``edge_limited``) and reported. The
-   chosen LR is reused at every budget and seed (`search_stage` writes ``results/<task>/hparams/<m>.csv``;
-   `finetune_stage` reads it). Searching at every budget would cost grid-size × the runs.
+2. **Search at pilots.** Each tuned method's learning rate is searched per task at every budget of
+   ``finetune.search_budgets`` (at least a small and a large one; seed ``search_seed``) over
+   ``finetune.lr_grid`` (images: × the image LR scale). A pick at an edge of the grid extends it by
+   ×``lr_step`` beyond that edge, at most ``grid_extensions`` times; a pick still at the edge is recorded
+   (``edge_limited``) and reported. A run uses the pick at the searched budget nearest its own on a log
+   scale (ties → the smaller), for every seed (`search_stage` writes ``results/<task>/hparams/<m>.csv``;
+   `finetune_stage` reads it); the search's runs count in the build cost.
 3. **Runs** follow engine.py's schedule (evaluations on the selection rows, patience, best restored). A run
    that did not learn — training loss at its last evaluation ≥ ``restart_loss_ratio`` × its first round's,
    a rate too high for this seed and subset (Mosbach et al., 2021, on BERT fine-tuning's failed runs) —
@@ -29,6 +30,7 @@ Protocol (one selection set, search on validation, schedules that converge):
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import time
@@ -37,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from .backbones import Encoder, load_backbone
 from .costs import device_name, measure, price
@@ -49,13 +50,15 @@ from .params import Params, check_method, task_kind
 from .paths import TaskPaths, load_subsets, run_key
 from .registry import metric_names
 from .shift import ShiftSet, read_shift_sets
+from .stopping import gaining_at_cap
 from .store import MissingRunError, RunStore, folder_digest, host_info, record_name, store_mode
 
 # the modules whose code decides a tuned run's numbers (their bytes enter the run key)
 TRAINING_MODULES = ("engine.py", "backbones.py", "partial.py", "metrics.py", "runs.py", "shift.py", "precision.py",
                     "ordering.py", "outputs.py", "batchnorm.py", "stopping.py")
-# the modules whose code decides the probe head lp_ft starts from (its inputs enter lp_ft's key)
-PROBE_MODULES = ("probe.py", "embeddings.py", "gridsearch.py", "stages/probe.py")
+# the modules whose code decides the probe head lp_ft starts from (its inputs enter lp_ft's key; the stage that
+# calls them is keyed through the subset, the selection rows and the probe params)
+PROBE_MODULES = ("probe.py", "embeddings.py", "gridsearch.py")
 
 
 def source_digest(modules: tuple[str, ...] = TRAINING_MODULES) -> str:
@@ -91,14 +94,6 @@ def probe_inputs(params: Params) -> dict[str, Any]:
 
     return {"probe": asdict(params.scale.probe), "embed": asdict(params.scale.embed),
             "code": source_digest(PROBE_MODULES)}
-
-
-def method_lr_grid(params: Params, task: str, method: str) -> tuple[float, ...]:
-    ft = params.scale.finetune
-    grid = tuple(sorted(ft.lr_grid[method]))
-    if task_kind(params.task(task)) == "image" and method != "lora":
-        grid = tuple(v * ft.image_lr_scale for v in grid)  # CNN fine-tuning takes ~10× a transformer's LR
-    return grid
 
 
 def train_config(params: Params, task: str, method: str, *, seed: int, lr: float) -> Any:
@@ -264,8 +259,10 @@ def run_one(ctx: StageContext, *, seed: int, budget: int, lr: float, progress: b
                 f"({store.folder}) and EMBEDTUNE_STORE=require forbids training; unset it to train the run")
     out = _train_and_score(ctx, seed=seed, budget=budget, lr=lr, restarts=restarts, progress=progress,
                            score_shift=score_shift, identity=identity)
-    path = store.write(stage, name, {k: v for k, v in out.items() if k not in ("arrays", "shift_arrays")},
-                       arrays=out["arrays"], shift_arrays=out["shift_arrays"])
+    record = {k: v for k, v in out.items() if k not in ("arrays", "shift_arrays")}
+    if not ctx.accelerator.is_main_process:  # under DDP every rank trained the same run; rank 0 writes it
+        return {**record, "arrays": out["arrays"], "shift_arrays": out["shift_arrays"], "cached": False}
+    path = store.write(stage, name, record, arrays=out["arrays"], shift_arrays=out["shift_arrays"])
     # what the stages use is what a later reuse reads back (float16 shift arrays included): cold = warm
     return {**store.read(path), "cached": False}
 
@@ -305,19 +302,31 @@ def _train_and_score(ctx: StageContext, *, seed: int, budget: int, lr: float, re
     train_items = ctx.banks["train"][index] if ctx.method == "partial" else train_part.x
     device = ctx.accelerator.device
     attempt, used_lr = 0, lr
-    with measure(device) as cost:  # failed attempts count: they are part of what the run cost
+    retrain = ft.lr_schedule == "retrain"
+    with measure(device) as cost:  # failed attempts and the length search count: they are what the run cost
         while True:
             seed_everything(seed)
             model = model_for(ctx, key)
+            config = train_config(ctx.params, ctx.task, ctx.method, seed=seed, lr=used_lr)
             result = train(model, train_items=train_items, train_y=train_part.y,
                            val_items=stage_items(ctx, "val", ctx.val.x), val_y=ctx.val.y,
-                           config=train_config(ctx.params, ctx.task, ctx.method, seed=seed, lr=used_lr),
+                           config=dataclasses.replace(config, lr_schedule="horizon") if retrain else config,
                            checkpoint_dir=run_dir if attempt == 0 else run_dir / f"restart{attempt}",
                            accelerator=ctx.accelerator, progress=progress)
             if attempt >= restarts or learned(result.history, ft.restart_loss_ratio):
                 break
             attempt += 1
             used_lr = lr / ft.lr_step ** attempt
+        explore = result
+        if retrain:  # a fresh run annealed to the floor at the length the first one chose; its weights are kept
+            seed_everything(seed)
+            model = model_for(ctx, key)
+            length = max(explore.best_step, 1)
+            result = train(model, train_items=train_items, train_y=train_part.y,
+                           val_items=stage_items(ctx, "val", ctx.val.x), val_y=ctx.val.y,
+                           config=dataclasses.replace(config, lr_schedule="anneal", min_steps=length,
+                                                      max_steps=length, max_epochs=1, evals_per_run=1, max_rounds=1),
+                           checkpoint_dir=run_dir / "final", accelerator=ctx.accelerator, progress=progress)
     trainable, total = count_parameters(model)
     if ctx.method == "partial":
         total = sum(p.numel() for p in ctx.base_encoder.parameters()) + sum(p.numel() for p in model.head.parameters())
@@ -330,25 +339,36 @@ def _train_and_score(ctx: StageContext, *, seed: int, budget: int, lr: float, re
         infer_seconds += ctx.banks["seconds_per_row"] * len(ctx.test.y)
     thresholds = result.thresholds
     metrics = compute_metrics(probs, ctx.test.y, thresholds=thresholds)
-    samples_trained = result.steps * ft.batch_size * ft.grad_accum
+    steps = result.steps + (explore.steps if retrain else 0)
+    samples_trained = steps * ft.batch_size * ft.grad_accum
     row = {"task": ctx.task, "method": ctx.method, "seed": seed, "budget": budget, "lr": used_lr, "lr_searched": lr,
-           "lr_restarts": attempt, "learned": learned(result.history, ft.restart_loss_ratio),
+           "lr_restarts": attempt, "learned": learned(explore.history, ft.restart_loss_ratio),
            **{k: v for k, v in metrics.items() if k in names},
-           "val_score": result.best_val_score, "n_val": len(ctx.val.y), "steps": result.steps,
-           "planned_steps": result.extra["planned_steps"], "best_step": result.best_step,
-           "evaluations": len(result.history), "still_improving": result.still_improving,
-           "stopped_early": result.stopped_early, "stop_reason": result.stop_reason,
+           "val_score": result.best_val_score, "n_val": len(ctx.val.y), "steps": steps,
+           "planned_steps": explore.extra["planned_steps"], "best_step": result.best_step,
+           "evaluations": len(result.history) + (len(explore.history) if retrain else 0),
+           "still_improving": gaining_at_cap(explore.history, explore.stop_reason) if retrain
+           else result.still_improving,
+           "lr_frac_at_best": _at_best(result, "lr_frac"), "val_se_at_best": _at_best(result, "val_se"),
+           "stopped_early": explore.stopped_early, "stop_reason": explore.stop_reason,
+           "length_search_steps": explore.steps if retrain else 0,
+           "length_search_val_score": explore.best_val_score if retrain else float("nan"),
            "epochs_seen": samples_trained / max(len(index), 1), "precision": config.precision,
            "train_seconds": cost.seconds, "infer_seconds": infer_seconds,
            "infer_ms_per_1000": 1000 * 1000 * infer_seconds / max(len(ctx.test.y), 1),
            "train_samples_per_s": samples_trained / max(cost.seconds, 1e-9), "peak_mem_mib": cost.peak_mem_mib,
            "trainable_params": trainable, "total_params": total, "device": device_name(device),
-           "cost": price(cost.seconds, ft.price_per_device_hour), "resumed_from_round": result.resumed_from_epoch}
+           "cost": price(cost.seconds, ft.price_per_device_hour), "resumed_from_round": explore.resumed_from_epoch}
     if ctx.method == "partial":
         row["lower_blocks_seconds_per_row"] = ctx.banks["seconds_per_row"]
-    curve = [{"task": ctx.task, "method": ctx.method, "seed": seed, "budget": budget, "lr": used_lr, **h}
-             for h in result.history]
-    arrays: dict[str, np.ndarray] = {"probs": probs}
+    # phase 1 = the length search (retrain) or the run itself; phase 2 = the kept, annealed retrain
+    phases = [(1, explore.history)] + ([(2, result.history)] if retrain else [])
+    curve = [{"task": ctx.task, "method": ctx.method, "seed": seed, "budget": budget, "lr": used_lr, "phase": phase,
+              **h} for phase, history in phases for h in history]
+    # the kept weights on the selection rows: decisions resample them (decision.py), never the test rows
+    val_probs = predict(model, model.encoder, stage_items(ctx, "val", ctx.val.x), batch_size=batch, device=device,
+                        multi_label=ctx.multi)
+    arrays: dict[str, np.ndarray] = {"probs": probs, "val_probs": val_probs}
     if thresholds is not None:
         arrays["thresholds"] = np.asarray(thresholds)
     shift_rows, shift_arrays = [], {}
@@ -361,14 +381,20 @@ def _train_and_score(ctx: StageContext, *, seed: int, budget: int, lr: float, re
             shift_rows.append({"task": ctx.task, "method": ctx.method, "seed": seed, "budget": budget,
                                "set": s.name, "shift": s.shift, "severity": s.severity, "rows": len(s.y),
                                **{k: v for k, v in shift_metrics.items() if k in names}})
-    for state in [run_dir / "state.pt", *run_dir.glob("restart*/state.pt")]:
+    for state in [run_dir / "state.pt", *run_dir.glob("*/state.pt")]:
         state.unlink(missing_ok=True)  # finished: the record replaces the resume state
-    for folder in sorted(run_dir.glob("restart*"), reverse=True) + [run_dir]:
+    for folder in sorted(p for p in run_dir.glob("*") if p.is_dir()) + [run_dir]:
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
     return {"key": identity, "row": row, "curve": curve, "shift": shift_rows,
             "ran": host_info(device=device_name(device), precision=config.precision),
             "arrays": arrays, "shift_arrays": shift_arrays}
+
+
+def _at_best(result: Any, key: str) -> float:
+    """A per-round value (``lr_frac``: the LR as a fraction of its peak) at the kept round (NaN if none)."""
+    at = [h.get(key, float("nan")) for h in result.history if h["epoch"] == result.best_epoch]
+    return float(at[0]) if at else float("nan")
 
 
 def _weights_hash(ctx: StageContext) -> str:
@@ -381,27 +407,6 @@ def resolve_budget(ctx: StageContext, budget: int | str) -> int:
     n = len(ctx.data.splits["train"].y)
     value = n if budget == "all" else int(budget)
     if str(value) not in ctx.subsets["subsets"][str(ctx.subsets["seeds"][0])]:
-        raise ValueError(f"finetune.search_budget: {budget} is not a prepared budget; allowed values: "
+        raise ValueError(f"finetune.search_budgets: {budget} is not a prepared budget; allowed values: "
                          f"{ctx.subsets['tuned_sizes']}")
     return value
-
-
-def chosen_lr(path: Path, method: str) -> float:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found; run the search stage first: dvc repro search")
-    frame = pd.read_csv(path)
-    picked = frame[frame["chosen"].astype(bool)]
-    if len(picked) != 1:
-        raise ValueError(f"{path}: expected one chosen learning rate for {method}, found {len(picked)}")
-    return float(picked["value"].iloc[0])
-
-
-def tuned_runs(subsets: dict[str, Any]) -> list[tuple[int, int]]:
-    """(seed, budget) pairs the tuned methods run: ``seeds_by_size`` from `stages.prepare` (every seed at
-    the shared sizes, the first n at the larger ones), ordered by budget then seed."""
-    by_size = subsets.get("seeds_by_size")
-    if by_size is None:  # written before seeds_by_size existed: the first seed at the single-seed sizes
-        by_size = {str(b): subsets["seeds"] for b in subsets["shared_sizes"]}
-        by_size.update({str(b): subsets["seeds"][:1] for b in subsets.get("single_seed_sizes", [])})
-    runs = {(int(seed), int(budget)) for budget, seeds in by_size.items() for seed in seeds}
-    return sorted(runs, key=lambda r: (r[1], r[0]))

@@ -1,17 +1,74 @@
-"""When a fine-tuning run stops: the patience rule of `engine.train`'s loop, and its replay on a recorded
-trajectory (`benchmarks/schedule_pilot.py` prices several rules on one run)."""
+"""How long a fine-tuning run trains: its schedule (steps, rounds, the learning rate's shape), the patience
+rule of `engine.train`'s loop, and its replay on a recorded trajectory (`benchmarks/schedule_pilot.py`
+prices several rules on one run)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 
-def round_gained(stop_on: str, *, score: float, best_score: float, val_loss: float, lowest_loss: float) -> bool:
+@dataclass(frozen=True)
+class Schedule:
+    steps_per_pass: int
+    total_steps: int  # optimizer steps at most (the learning-rate horizon)
+    eval_every: int  # optimizer steps per round
+    rounds: int  # rounds at most
+    planned_steps: int = 0  # the planned length (evals_per_run rounds)
+
+
+def schedule(n_items: int, config: Any) -> Schedule:
+    """Optimizer steps and evaluation rounds of a run (module docstring)."""
+    steps_per_pass = max(1, math.ceil(n_items / (config.batch_size * config.grad_accum)))
+    total = max(config.min_steps, config.max_epochs * steps_per_pass)
+    if config.max_steps is not None:
+        total = min(total, config.max_steps)
+    total = max(total, 1)
+    planned_rounds = max(1, min(config.evals_per_run, total))
+    every = math.ceil(total / planned_rounds)
+    rounds = max(planned_rounds, config.max_rounds or planned_rounds)
+    return Schedule(steps_per_pass=steps_per_pass, total_steps=every * rounds, eval_every=every, rounds=rounds,
+                    planned_steps=every * planned_rounds)
+
+
+def anneal_factor(step: int, *, warmup: int, planned: int, floor: float) -> float:
+    """``anneal``'s learning-rate multiplier at optimizer step `step`: linear warmup to 1 over `warmup`
+    steps, linear decay to `floor` at `planned` steps, `floor` after."""
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    if step >= planned:
+        return floor
+    return 1.0 - (1.0 - floor) * (step - warmup) / max(planned - warmup, 1)
+
+
+def still_improving(history: list[dict[str, Any]], stop_on: str, *, best_epoch: int, capped: bool) -> bool:
+    """``noise``: the run ended at the round cap and its last round was a gain beyond noise; otherwise the
+    best round was the last one evaluated."""
+    if not history:
+        return False
+    if stop_on == "noise":
+        return capped and bool(history[-1].get("gained"))
+    return best_epoch == history[-1]["epoch"]
+
+
+def gaining_at_cap(history: list[dict[str, Any]], stop_reason: str) -> bool:
+    """A run cut by the round cap while its last round beat every earlier one by more than that round's
+    bootstrap standard error on the selection rows (``val_se``): still improving beyond noise."""
+    if stop_reason != "round cap" or len(history) < 2:
+        return False
+    earlier = max(h["val_metric"] for h in history[:-1])
+    return bool(history[-1]["val_metric"] > earlier + history[-1].get("val_se", 0.0))
+
+
+def round_gained(stop_on: str, *, score: float, best_score: float, val_loss: float, lowest_loss: float,
+                 noise: float = 0.0) -> bool:
     """Whether a round resets patience: a new best selection metric (``metric``), a new lowest validation
-    loss (``val_loss``), or either (``either``)."""
+    loss (``val_loss``), either (``either``), or a selection metric above the best so far by more than
+    `noise`, its bootstrap standard error on the selection rows (``noise``)."""
     metric_gained, loss_gained = score > best_score, val_loss < lowest_loss
-    return {"metric": metric_gained, "val_loss": loss_gained, "either": metric_gained or loss_gained}[stop_on]
+    return {"metric": metric_gained, "val_loss": loss_gained, "either": metric_gained or loss_gained,
+            "noise": score > best_score + noise}[stop_on]
 
 
 @dataclass(frozen=True)

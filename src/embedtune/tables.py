@@ -222,13 +222,14 @@ def shift_summary(drops: pd.DataFrame) -> pd.DataFrame:
     return drops.groupby(["budget", "shift", "method"])["drop_points"].mean().unstack("method").reset_index()
 
 
-GUIDE_COLUMNS = ("budget", "pick", "pick_mean", "expected_loss_points", "best", "best_mean", "runner_up",
-                 "detectable_points", "non_inferior", "pick_build_seconds", "pick_train_flops",
-                 "pick_serve_seconds_per_1000", "pick_infer_flops_per_row", "reason")
+GUIDE_COLUMNS = ("budget", "pick", "pick_mean", "pick_seeds", "pick_gain_over_probe_points", "tied",
+                 "expected_loss_points", "best", "runner_up", "detectable_points", "pick_build_seconds",
+                 "pick_train_flops", "pick_serve_seconds_per_1000", "pick_infer_flops_per_row")
 
 
 def guide_table(guide: pd.DataFrame) -> pd.DataFrame:
-    """The decision guide as a reader reads it: the pick, its loss against the best, the runner-up, the power
-    of the run, the pick's costs, then the reason (every method's costs stay in decision.csv)."""
+    """The decision guide as a reader reads it: the pick (made on the selection rows) and its test score, the
+    methods tied with the best, its expected loss, the power of the run and the pick's costs (every method's
+    P(best), selection and test scores and costs stay in decision.csv)."""
     cols = [c for c in ("task", *GUIDE_COLUMNS) if c in guide]
     return readable(guide[cols], missing="—")

@@ -41,14 +41,15 @@ def planned(params: Params, root: Path) -> list[dict[str, Any]]:
     """Every run the active profile's finetune stages ask for, with its key and whether the store holds it
     (search runs are not listed: their grid depends on the scores)."""
     from .paths import TaskPaths
-    from .runs import chosen_lr, run_key_for, tuned_runs
+    from .plan import chosen_lr, tuned_runs
+    from .runs import run_key_for
 
     out = []
     for (task, method), ctx in _contexts(params, root).items():
         hparams = TaskPaths(root, task).hparams(method)
-        lr = chosen_lr(hparams, method) if hparams.is_file() else None
         store = RunStore(root, task, method)
         for seed, budget in tuned_runs(ctx.subsets):
+            lr = chosen_lr(hparams, method, budget=budget) if hparams.is_file() else None
             held = False
             if lr is not None:
                 for restarts in {params.scale.finetune.lr_restarts, 0}:

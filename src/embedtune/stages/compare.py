@@ -29,8 +29,9 @@ def run(params: Params, task: str, *, root: Path = Path("."), n_boot: int = 1000
     write_csv(paths.results / "comparisons.csv", comparisons)
     crossing = {m: compare.crossing_budget(pairs.get((m, "probe"), [])) for m in TUNED_METHODS if m in methods}
     embed_meta = paths.embeddings / "meta.json"
-    seconds_per_row = (read_json(embed_meta).get("cost", {}) or {}).get("seconds_per_row") \
-        if embed_meta.is_file() else None
+    if not embed_meta.is_file():  # the probe's build cost needs it: never substitute a guess
+        raise FileNotFoundError(f"{embed_meta} not found; the embed stage writes it: dvc repro embed@{task}")
+    seconds_per_row = (read_json(embed_meta).get("cost", {}) or {}).get("seconds_per_row")
     guide = decision_guide(results, preds, metric=metric, embed_seconds_per_row=seconds_per_row,
                            margin=params.scale.decision.margin_points)
     write_csv(paths.results / "decision.csv", guide)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..backbones import load_backbone
-from ..costs import device_name, measure
+from ..costs import device_name, encoder_flops_per_row, measure
 from ..data import load_prepared
 from ..embeddings import ensure_embeddings
 from ..io import read_json, seed_everything, write_json
@@ -34,6 +34,9 @@ def run(params: Params, task: str, *, root: Path = Path("."), device: str = "cpu
         meta["cost"] = {"seconds": cost.seconds, "rows": rows, "seconds_per_row": cost.seconds / rows,
                         "peak_mem_mib": cost.peak_mem_mib, "device": device_name(device),
                         "backbone_params": sum(p.numel() for p in encoder.parameters())}
+    if rebuilt or "flops_per_row" not in meta:
+        # what serving a probe prediction costs before the head: the backbone's forward on one row
+        meta["flops_per_row"] = encoder_flops_per_row(encoder, data.splits["train"].x)
         write_json(paths.embeddings / "meta.json", meta)
     return meta
 

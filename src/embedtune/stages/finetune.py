@@ -15,8 +15,9 @@ from ..io import seed_everything, write_csv
 from ..outputs import write_method_outputs
 from ..params import Params
 from ..paths import TaskPaths, run_key
+from ..plan import chosen_lr, tuned_runs
 from ..registry import metric_names
-from ..runs import chosen_lr, run_one, stage_context, tuned_runs
+from ..runs import run_one, stage_context
 from ..store import RunStore
 
 
@@ -25,20 +26,21 @@ def run(params: Params, task: str, method: str, *, root: Path = Path("."), progr
     the method's learning-curve and training-curve PNGs. Needs the search stage's pick."""
     seed_everything(0)
     paths = TaskPaths(root, task)
-    lr = chosen_lr(paths.hparams(method), method)
     ctx = stage_context(params, task, method, root=root, progress=progress)
     RunStore(root, task, method).stage_folder("final").mkdir(parents=True, exist_ok=True)  # a declared output
     rows, curves, shift_rows, preds = [], [], [], {}
     for seed, budget in tuned_runs(ctx.subsets):
+        lr = chosen_lr(paths.hparams(method), method, budget=budget)
         out = run_one(ctx, seed=seed, budget=budget, lr=lr, progress=progress)
         key = run_key(seed, budget)
         rows.append(add_run_flops(ctx, out["row"], key=key))
         curves.extend(out["curve"])
         shift_rows.extend(out["shift"])
         preds[key] = out["arrays"]["probs"]
+        preds[f"val_{key}"] = out["arrays"]["val_probs"]
         if "thresholds" in out["arrays"]:
             preds[f"thr_{key}"] = out["arrays"]["thresholds"]
-    frame = write_method_outputs(paths, method, rows, preds, y_test=ctx.test.y,
+    frame = write_method_outputs(paths, method, rows, preds, y_test=ctx.test.y, y_val=ctx.val.y,
                                  summary_columns=metric_names(ctx.multi))
     curve_frame = pd.DataFrame(curves)
     write_csv(paths.results / "curves" / f"{method}.csv", curve_frame)

@@ -51,9 +51,12 @@ def run(params: Params, task: str, *, root: Path = Path("."), device: str = "cpu
     ft = params.scale.finetune
     cost_meta = embed_meta.get("cost", {}) or {}
     seconds_per_row, backbone_params = cost_meta.get("seconds_per_row"), cost_meta.get("backbone_params")
-    embed_flops_per_row = embed_meta.get("flops_per_row")
+    if "flops_per_row" not in embed_meta:  # the probe's FLOPs include the backbone pass: never drop it silently
+        raise ValueError(f"{paths.embeddings / 'meta.json'} has no flops_per_row; re-run the embed stage "
+                         f"(dvc repro embed@{task}), which measures it")
+    embed_flops_per_row = float(embed_meta["flops_per_row"])
     probe_rows, classic_rows, probe_preds, classic_preds, heads, shift_rows, hparams = [], [], {}, {}, {}, [], []
-    pilot = (str(ft.search_seed), str(subsets["n_train"] if ft.search_budget == "all" else ft.search_budget))
+    pilots = {(str(ft.search_seed), str(subsets["n_train"] if b == "all" else b)) for b in ft.search_budgets}
     for seed, by_size in subsets["subsets"].items():
         for budget, index in by_size.items():
             index = np.asarray(index)
@@ -71,6 +74,7 @@ def run(params: Params, task: str, *, root: Path = Path("."), device: str = "cpu
             key = run_key(seed, budget)
             heads[f"w_{key}"], heads[f"b_{key}"] = model.raw_head()
             probe_preds[key] = probs
+            probe_preds[f"val_{key}"] = model.predict_proba(emb_val)  # the selection rows (decision.py)
             if thresholds is not None:
                 probe_preds[f"thr_{key}"] = thresholds
             trainable = int(model.weight.size + model.bias.size)
@@ -87,8 +91,8 @@ def run(params: Params, task: str, *, root: Path = Path("."), device: str = "cpu
                 "peak_mem_mib": cost.peak_mem_mib, "trainable_params": trainable,
                 "total_params": trainable + (backbone_params or 0),
                 # building = embedding the rows it needs + fitting; serving = backbone forward + head, per row
-                "train_flops": info["flops"] + (embed_flops_per_row or 0) * embedded_rows,
-                "infer_flops_per_row": (embed_flops_per_row or 0) + 2 * trainable,
+                "train_flops": info["flops"] + embed_flops_per_row * embedded_rows,
+                "infer_flops_per_row": embed_flops_per_row + 2 * trainable,
                 "device": device_name(device), "cost": price(cost.seconds, ft.price_per_device_hour),
             })
             for s in sets:
@@ -100,16 +104,16 @@ def run(params: Params, task: str, *, root: Path = Path("."), device: str = "cpu
                                        extensions=probe_cfg.grid_extensions, val_x=val_x, names=names,
                                        preds=classic_preds, sets=sets, shift_rows=shift_rows)
             classic_rows.append(row)
-            if (seed, budget) == pilot:
+            if (seed, budget) in pilots:
                 for method, path, picked, edge in (("probe", info["c_path"], info["c"], info["edge_limited"]),
                                                    ("classic", c_path, row["c"], row["c_edge_limited"])):
                     hparams += [{"method": method, "hyperparameter": "C", "value": e["c"], "val_score": e["val_score"],
                                  "chosen": e["c"] == picked, "edge_limited": edge, "budget": int(budget),
                                  "seed": int(seed), "n_val": len(y["val"]), "still_improving": None} for e in path]
     write_npz(paths.probe_heads, **heads)
-    frames = {"probe": write_method_outputs(paths, "probe", probe_rows, probe_preds, y_test=y["test"],
+    frames = {"probe": write_method_outputs(paths, "probe", probe_rows, probe_preds, y_test=y["test"], y_val=y["val"],
                                             summary_columns=names),
-              "classic": write_method_outputs(paths, "classic", classic_rows, classic_preds, y_test=y["test"],
+              "classic": write_method_outputs(paths, "classic", classic_rows, classic_preds, y_test=y["test"], y_val=y["val"],
                                               summary_columns=names)}
     shift_frame = pd.DataFrame(shift_rows)
     for method in ("probe", "classic"):
@@ -160,6 +164,7 @@ def _classic_run(data: TaskData, index: np.ndarray, y: dict[str, np.ndarray], *,
     thresholds = None if info["thresholds"] is None else np.asarray(info["thresholds"])
     metrics = compute_metrics(probs, y["test"], thresholds=thresholds)
     preds[run_key(seed, budget)] = probs
+    preds[f"val_{run_key(seed, budget)}"] = np.asarray(model.predict_proba(x_val), np.float64)
     if thresholds is not None:
         preds[f"thr_{run_key(seed, budget)}"] = thresholds
     for s, xs in zip(sets, x_shift):

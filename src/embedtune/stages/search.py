@@ -1,8 +1,8 @@
-"""Stage `search`: one tuned method's learning-rate search on one task, at the pilot budget and seed.
+"""Stage `search`: one tuned method's learning-rate search on one task, at each pilot budget (one seed).
 
 Protocol (`runs` docstring): the method's ``finetune.lr_grid`` (images: × ``image_lr_scale``), extended at
 an edge by ×``lr_step`` up to ``grid_extensions`` times (`gridsearch.grid_search`), each value one run
-without restarts, scored on the shared selection rows. The pick is reused at every budget and seed."""
+without restarts, scored on the shared selection rows. A run uses the pick at the nearest searched budget."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from ..gridsearch import grid_search
 from ..io import seed_everything, write_csv
 from ..params import Params
 from ..paths import TaskPaths
-from ..runs import method_lr_grid, resolve_budget, run_one, stage_context
+from ..plan import method_lr_grid
+from ..runs import resolve_budget, run_one, stage_context
 from ..store import RunStore
 
 
@@ -26,21 +27,24 @@ def run(params: Params, task: str, method: str, *, root: Path = Path("."), progr
     ctx = stage_context(params, task, method, root=root, progress=progress)
     RunStore(root, task, method).stage_folder("search").mkdir(parents=True, exist_ok=True)  # a declared output
     ft = params.scale.finetune
-    budget = resolve_budget(ctx, ft.search_budget)
-    runs: dict[float, dict[str, Any]] = {}
+    frames = []
+    for budget in sorted({resolve_budget(ctx, b) for b in ft.search_budgets}):
+        runs: dict[float, dict[str, Any]] = {}
 
-    def evaluate(lr: float) -> float:
-        runs[lr] = run_one(ctx, seed=ft.search_seed, budget=budget, lr=lr, progress=progress, restarts=0,
-                          stage="search")
-        return runs[lr]["row"]["val_score"]
+        def evaluate(lr: float, budget: int = budget, runs: dict = runs) -> float:
+            runs[lr] = run_one(ctx, seed=ft.search_seed, budget=budget, lr=lr, progress=progress, restarts=0,
+                               stage="search")
+            return runs[lr]["row"]["val_score"]
 
-    found = grid_search(evaluate, method_lr_grid(params, task, method), step=ft.lr_step,
-                        extensions=ft.grid_extensions)
-    frame = pd.DataFrame([{"method": method, "hyperparameter": "lr", "value": lr, "val_score": score,
-                           "chosen": lr == found["chosen"], "edge_limited": found["edge_limited"],
-                           "budget": budget, "seed": ft.search_seed, "n_val": len(ctx.val.y),
-                           "still_improving": runs[lr]["row"]["still_improving"]}
-                          for lr, score in found["path"]])
+        found = grid_search(evaluate, method_lr_grid(params, task, method), step=ft.lr_step,
+                            extensions=ft.grid_extensions)
+        frames.append(pd.DataFrame([{
+            "method": method, "hyperparameter": "lr", "value": lr, "val_score": score,
+            "chosen": lr == found["chosen"], "edge_limited": found["edge_limited"], "budget": budget,
+            "seed": ft.search_seed, "n_val": len(ctx.val.y), "still_improving": runs[lr]["row"]["still_improving"],
+            "train_seconds": runs[lr]["row"]["train_seconds"], "steps": runs[lr]["row"]["steps"]}
+            for lr, score in found["path"]]))
+    frame = pd.concat(frames, ignore_index=True)
     write_csv(TaskPaths(root, task).hparams(method), frame)
     print(frame.to_string(index=False))
     return frame
