@@ -204,7 +204,30 @@ def to_markdown(frame: pd.DataFrame, variants: list[tuple[str, dict[str, int | s
     for name, r in agg.iterrows():
         lines.append(f"| {name} | {int(r['runs'])} | {int(r['still_improving'])} | {r['train_minutes']:.1f} | "
                      f"{r['mean_val']:.4f} |")
+    lines += paired_against(frame, "horizon")
     return "\n".join(lines) + "\n"
+
+
+def paired_against(frame: pd.DataFrame, reference: str) -> list[str]:
+    """Each variant against `reference` on the cases both ran: mean selection-score difference (points),
+    cases where it is lower, steps ratio, and the share of its runs whose kept round ran at ≤ 10% of the
+    peak learning rate."""
+    if reference not in set(frame["variant"]):
+        return []
+    keys = ["task", "method", "budget", "seed"]
+    ref = frame[frame["variant"] == reference].set_index(keys)
+    lines = ["", f"Against `{reference}` on the same cases (selection rows only):", "",
+             "| variant | cases | mean Δ selection score (points) | cases lower | steps ÷ reference | "
+             "kept round at ≤ 10% of peak LR |", "| --- | --- | --- | --- | --- | --- |"]
+    for name, group in frame[~frame["variant"].isin([reference, "committed"])].groupby("variant", sort=False):
+        both = group.set_index(keys).join(ref, rsuffix="_ref", how="inner")
+        if both.empty:
+            continue
+        delta = 100 * (both["val_score"] - both["val_score_ref"])
+        annealed = (both["lr_frac_at_best"] <= 0.1 + 1e-9).mean() if "lr_frac_at_best" in both else float("nan")
+        lines.append(f"| {name} | {len(both)} | {delta.mean():+.2f} | {int((delta < 0).sum())} | "
+                     f"{both['steps'].sum() / both['steps_ref'].sum():.2f} | {annealed:.0%} |")
+    return lines
 
 
 def parse_rule(text: str) -> tuple[str, int]:

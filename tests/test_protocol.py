@@ -164,9 +164,11 @@ def test_rounds_go_past_the_planned_length_up_to_max_rounds() -> None:
 
 
 def _scripted_scores(monkeypatch: pytest.MonkeyPatch, scores: list[float], n_val: int) -> None:
-    """Make the engine's validation score (arrays of `n_val` rows) follow `scores`, one per round."""
+    """Make the engine's validation score (arrays of `n_val` rows) follow `scores`, one per round, with a
+    selection-row noise of 0.05 (the scripted gains of 0.1 are beyond it)."""
     from embedtune import engine
 
+    monkeypatch.setattr(engine, "bootstrap_se", lambda *args, **kwargs: 0.05)
     it = iter(scores)
     real = engine.selection_score
     monkeypatch.setattr(engine, "selection_score",
@@ -371,3 +373,15 @@ def test_a_run_that_did_not_learn_restarts_once_at_a_lower_rate(project, monkeyp
     # finished: no resume state is left under checkpoints/, the record is in the store
     assert not list((TaskPaths(root, "toytext").checkpoints / "full").rglob("state.pt"))
     assert list((root / "runs" / "toytext" / "full" / "final").glob(f"s1_b{budget}_*.json"))
+
+
+def test_still_improving_needs_a_last_round_gain_beyond_the_selection_noise() -> None:
+    from embedtune.stopping import still_improving
+
+    def rounds(*scores: float) -> list[dict[str, float]]:
+        return [{"val_metric": s, "val_se": 0.02} for s in scores]
+
+    assert not still_improving(rounds(0.50, 0.51))  # inside the noise
+    assert still_improving(rounds(0.50, 0.53))
+    assert not still_improving(rounds(0.50, 0.60, 0.59))  # the best was earlier
+    assert not still_improving(rounds(0.50))  # one round: nothing to compare

@@ -20,9 +20,8 @@ or (``anneal``) decays linearly to ``lr_floor`` × peak at the planned length an
 rounds. Under ``anneal`` no run stops before its plan ends and the kept weights are the best among the
 annealed rounds (learning rate ≤ 10% of peak), so every kept checkpoint comes from a finished schedule;
 with ``stop_on: noise`` a round gains when its selection score beats every earlier round's by more than its
-bootstrap standard error on the selection rows, and that same signal marks a run ``still_improving`` (it
-ended at ``max_rounds`` with its last round a gain). Otherwise ``still_improving`` says the best round was
-the last one evaluated. The
+bootstrap standard error on the selection rows. That same signal marks a run ``still_improving`` under every
+rule: its last round beat every earlier one by more than the noise (`stopping.still_improving`). The
 data order is a concatenation of seeded permutations of the budget (one per pass, `training_order`).
 
 The loop runs through `accelerate` (CPU, one GPU or DDP via ``accelerate launch``): AdamW (fused),
@@ -391,8 +390,7 @@ def train(model: Classifier, *, train_items: Any, train_y: np.ndarray, val_items
     return TrainResult(best_epoch=best["epoch"], best_val_score=best["score"], history=history,
                        thresholds=best["thresholds"], steps=steps_done, micro_batch=micro_batch,
                        grad_accum=grad_accum, resumed_from_epoch=resumed, best_step=int(best.get("step", 0)),
-                       still_improving=still_improving(history, config.stop_on, best_epoch=best["epoch"],
-                                                        capped=bad_rounds < config.patience),
+                       still_improving=still_improving(history),
                        stopped_early=len(history) < plan.rounds,
                        stop_reason="patience" if bad_rounds >= config.patience else "round cap",
                        extra={"planned_steps": plan.planned_steps, "max_steps": plan.total_steps,

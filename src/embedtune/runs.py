@@ -50,7 +50,7 @@ from .params import Params, check_method, task_kind
 from .paths import TaskPaths, load_subsets, run_key
 from .registry import metric_names
 from .shift import ShiftSet, read_shift_sets
-from .stopping import gaining_at_cap
+from .stopping import still_improving
 from .store import MissingRunError, RunStore, folder_digest, host_info, record_name, store_mode
 
 # the modules whose code decides a tuned run's numbers (their bytes enter the run key)
@@ -347,8 +347,7 @@ def _train_and_score(ctx: StageContext, *, seed: int, budget: int, lr: float, re
            "val_score": result.best_val_score, "n_val": len(ctx.val.y), "steps": steps,
            "planned_steps": explore.extra["planned_steps"], "best_step": result.best_step,
            "evaluations": len(result.history) + (len(explore.history) if retrain else 0),
-           "still_improving": gaining_at_cap(explore.history, explore.stop_reason) if retrain
-           else result.still_improving,
+           "still_improving": still_improving(explore.history),
            "lr_frac_at_best": _at_best(result, "lr_frac"), "val_se_at_best": _at_best(result, "val_se"),
            "stopped_early": explore.stopped_early, "stop_reason": explore.stop_reason,
            "length_search_steps": explore.steps if retrain else 0,

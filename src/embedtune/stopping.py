@@ -42,23 +42,14 @@ def anneal_factor(step: int, *, warmup: int, planned: int, floor: float) -> floa
     return 1.0 - (1.0 - floor) * (step - warmup) / max(planned - warmup, 1)
 
 
-def still_improving(history: list[dict[str, Any]], stop_on: str, *, best_epoch: int, capped: bool) -> bool:
-    """``noise``: the run ended at the round cap and its last round was a gain beyond noise; otherwise the
-    best round was the last one evaluated."""
-    if not history:
+def still_improving(history: list[dict[str, Any]]) -> bool:
+    """Whether a run was still improving when it ended, whatever ended it: its last round's selection metric
+    beat every earlier round's by more than that round's bootstrap standard error on the selection rows
+    (``val_se``). One signal with ``stop_on: noise``; a gain inside the noise does not count."""
+    scores = [h["val_metric"] for h in history[:-1] if not math.isnan(h["val_metric"])]
+    if not history or not scores or math.isnan(history[-1]["val_metric"]):
         return False
-    if stop_on == "noise":
-        return capped and bool(history[-1].get("gained"))
-    return best_epoch == history[-1]["epoch"]
-
-
-def gaining_at_cap(history: list[dict[str, Any]], stop_reason: str) -> bool:
-    """A run cut by the round cap while its last round beat every earlier one by more than that round's
-    bootstrap standard error on the selection rows (``val_se``): still improving beyond noise."""
-    if stop_reason != "round cap" or len(history) < 2:
-        return False
-    earlier = max(h["val_metric"] for h in history[:-1])
-    return bool(history[-1]["val_metric"] > earlier + history[-1].get("val_se", 0.0))
+    return bool(history[-1]["val_metric"] > max(scores) + history[-1].get("val_se", 0.0))
 
 
 def round_gained(stop_on: str, *, score: float, best_score: float, val_loss: float, lowest_loss: float,
