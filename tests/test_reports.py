@@ -134,3 +134,13 @@ def test_readable_spread_prints_zero_for_identical_values_and_marks_single_seeds
     out = readable_spread(spread)["accuracy std"].tolist()
     assert out[0] == "0" and out[1] == "— (1 seed)" and out[2] == "— (1 seed)"
     assert readable_spread(pd.DataFrame({"x std": [0.0123456, 1.2e-16]}))["x std"].tolist() == ["0.012", "0"]
+
+
+def test_counts_read_as_the_numbers_they_are() -> None:
+    """Issue 32: 10,199 labels once read "1.02 k" (divided by 1e4); LoRA's 332,546 parameters "33.3 k"."""
+    from embedtune.tables import cell_text, count_text
+
+    assert count_text(10199) == "10,199" and count_text(332546) == "332,546" and count_text(10000) == "10,000"
+    assert count_text(22713216) == "22.7 M" and count_text(7.0e9) == "7.00 G"
+    assert cell_text(10199, "budget") == "10,199" and cell_text(5477.0, "crossing budget") == "5,477"
+    assert cell_text(64, "budget") == "64"

@@ -27,11 +27,12 @@ def significant(value: float, digits: int) -> str:
 
 
 def count_text(value: float) -> str:
-    """A large count at 3 significant digits with a k / M / G suffix (22713216 → "22.7 M")."""
-    for size, suffix in ((1e9, " G"), (1e6, " M"), (1e4, " k")):
+    """A count: exact with thousands separators below a million (10199 → "10,199", a budget or a parameter
+    count a reader compares across pages), else 3 significant digits with M / G (22713216 → "22.7 M")."""
+    for size, suffix in ((1e9, " G"), (1e6, " M")):
         if abs(value) >= size:
             return significant(value / size, 3) + suffix
-    return f"{value:.0f}"
+    return f"{value:,.0f}"
 
 
 def _is_metric(column: str) -> bool:
@@ -46,8 +47,8 @@ def cell_text(value: Any, column: str, *, missing: str = "—") -> Any:
         return missing
     if isinstance(value, bool) or isinstance(value, str):
         return value
-    if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) >= 1e4):
-        return count_text(float(value)) if abs(value) >= 1e4 else str(int(value))
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) >= 100):
+        return count_text(float(value))  # a count or budget: exact (5477 stays 5,477, never "5500")
     if isinstance(value, float):
         return significant(value, 3 if _is_metric(column) else 2)
     return value

@@ -23,13 +23,13 @@ from ..outputs import shift_row, write_method_outputs
 from ..params import Params, is_multi_label, task_kind
 from ..paths import TaskPaths, load_subsets, run_key
 from ..probe import classic_features, fit_classic, fit_probe
-from ..registry import metric_names
+from ..registry import TUNED_METHODS, metric_names
 from ..shift import ShiftSet, read_shift_sets
 
 
 def run(params: Params, task: str, *, root: Path = Path("."), device: str = "cpu") -> dict[str, Any]:
     """Write ``results/<task>/{probe,classic}.csv``, their predictions, shift rows and C searches,
-    ``data/probe_heads/<task>.npz`` (raw-feature heads LP-FT starts from), ``metrics/<task>/{probe,classic}.json``
+    ``data/probe_heads/<task>/<method>.npz`` (lp_ft: the raw-feature heads it starts from; others: empty), ``metrics/<task>/{probe,classic}.json``
     and the probe's figures. Returns the results and figure paths for the notebook."""
     seed_everything(0)
     paths = TaskPaths(root, task)
@@ -49,8 +49,11 @@ def run(params: Params, task: str, *, root: Path = Path("."), device: str = "cpu
     n_outputs = y["train"].shape[1] if y["train"].ndim == 2 else len(data.label_names)
     probe_cfg = params.scale.probe
     ft = params.scale.finetune
-    cost_meta = embed_meta.get("cost", {}) or {}
-    seconds_per_row, backbone_params = cost_meta.get("seconds_per_row"), cost_meta.get("backbone_params")
+    cost_meta = embed_meta.get("cost") or {}
+    if "seconds_per_row" not in cost_meta or "backbone_params" not in cost_meta:
+        raise ValueError(f"{paths.embeddings / 'meta.json'} has no measured cost; re-run the embed stage "
+                         f"(dvc repro embed@{task}), which measures it")
+    seconds_per_row, backbone_params = float(cost_meta["seconds_per_row"]), int(cost_meta["backbone_params"])
     if "flops_per_row" not in embed_meta:  # the probe's FLOPs include the backbone pass: never drop it silently
         raise ValueError(f"{paths.embeddings / 'meta.json'} has no flops_per_row; re-run the embed stage "
                          f"(dvc repro embed@{task}), which measures it")
@@ -79,17 +82,17 @@ def run(params: Params, task: str, *, root: Path = Path("."), device: str = "cpu
                 probe_preds[f"thr_{key}"] = thresholds
             trainable = int(model.weight.size + model.bias.size)
             # serving a prediction = embedding it (the backbone's forward) + the linear head
-            serve_seconds = infer_seconds + (seconds_per_row or 0.0) * len(y["test"])
+            serve_seconds = infer_seconds + seconds_per_row * len(y["test"])
             embedded_rows = len(index) + len(y["val"])
             probe_rows.append({
                 "task": task, "method": "probe", "seed": int(seed), "budget": int(budget),
                 **{k: v for k, v in metrics.items() if k in names}, "c": info["c"], "val_score": info["val_score"],
                 "c_edge_limited": info["edge_limited"], "n_val": len(y["val"]),
                 "train_seconds": cost.seconds,
-                "embed_seconds": None if seconds_per_row is None else seconds_per_row * embedded_rows,
+                "embed_seconds": seconds_per_row * embedded_rows,
                 "infer_seconds": infer_seconds, "infer_ms_per_1000": 1e6 * serve_seconds / len(y["test"]),
                 "peak_mem_mib": cost.peak_mem_mib, "trainable_params": trainable,
-                "total_params": trainable + (backbone_params or 0),
+                "total_params": trainable + backbone_params,
                 # building = embedding the rows it needs + fitting; serving = backbone forward + head, per row
                 "train_flops": info["flops"] + embed_flops_per_row * embedded_rows,
                 "infer_flops_per_row": embed_flops_per_row + 2 * trainable,
@@ -110,7 +113,8 @@ def run(params: Params, task: str, *, root: Path = Path("."), device: str = "cpu
                     hparams += [{"method": method, "hyperparameter": "C", "value": e["c"], "val_score": e["val_score"],
                                  "chosen": e["c"] == picked, "edge_limited": edge, "budget": int(budget),
                                  "seed": int(seed), "n_val": len(y["val"]), "still_improving": None} for e in path]
-    write_npz(paths.probe_heads, **heads)
+    for method in TUNED_METHODS:  # one file per tuned method: only lp_ft's changes when the probe does
+        write_npz(paths.probe_input(method), **(heads if method == "lp_ft" else {}))
     frames = {"probe": write_method_outputs(paths, "probe", probe_rows, probe_preds, y_test=y["test"], y_val=y["val"],
                                             summary_columns=names),
               "classic": write_method_outputs(paths, "classic", classic_rows, classic_preds, y_test=y["test"], y_val=y["val"],
