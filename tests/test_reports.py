@@ -144,3 +144,11 @@ def test_counts_read_as_the_numbers_they_are() -> None:
     assert count_text(22713216) == "22.7 M" and count_text(7.0e9) == "7.00 G"
     assert cell_text(10199, "budget") == "10,199" and cell_text(5477.0, "crossing budget") == "5,477"
     assert cell_text(64, "budget") == "64"
+
+
+def test_large_and_tiny_numbers_read_in_one_notation() -> None:
+    from embedtune.tables import cell_text, significant
+
+    assert significant(1.76e6, 3) == "1.76 M" and significant(7.0e9, 3) == "7.00 G" and significant(2.5e15, 2) == "2.5 P"
+    assert significant(5.6e-15, 2) == "0" and significant(-1.2e-16, 3) == "0"
+    assert cell_text(1.76e6 + 0.5, "train_flops") == "1.8 M" and cell_text(41.7e6, "train_flops") == "41.7 M"

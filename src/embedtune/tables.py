@@ -1,6 +1,6 @@
 """Tables a reader sees (summary page, index, compare page), with every number rounded to what it can
-support: metrics at 3 significant digits, ratios, seconds and every other quantity at 2, counts in k/M/G at
-3 (`readable`). No cell on a page carries more than 4 significant digits.
+support: metrics at 3 significant digits, ratios, seconds and every other quantity at 2, counts exact below
+a million, larger quantities with M/G/T/P at 3 (`readable`). No cell on a page carries more than 4 significant digits.
 """
 
 from __future__ import annotations
@@ -15,12 +15,20 @@ from .registry import METHOD_ORDER, METRIC_NAMES
 METRIC_WORDS = (*METRIC_NAMES, "val_score", "mean", "pick_mean", "best_mean", "runner_up_mean", "clean", "shifted")
 
 
+LARGE = ((1e15, " P"), (1e12, " T"), (1e9, " G"), (1e6, " M"))
+NOISE = 1e-9  # below this a shown number is float noise (a deterministic spread of 1e-16), shown as 0
+
+
 def significant(value: float, digits: int) -> str:
-    """`value` at `digits` significant digits, without exponent for ordinary magnitudes."""
-    if value == 0 or not math.isfinite(value):
-        return "0" if value == 0 else str(value)
+    """`value` at `digits` significant digits, without exponent: a million and more with M / G / T / P (one
+    notation per column: FLOPs read "1.76 M" and "7.00 G", never "1.76e+06"), float noise as 0."""
+    if abs(value) < NOISE or not math.isfinite(value):
+        return "0" if math.isfinite(value) else str(value)
+    for size, suffix in LARGE:
+        if abs(value) >= size:
+            return significant(value / size, digits) + suffix
     magnitude = math.floor(math.log10(abs(value)))
-    if magnitude >= 6 or magnitude < -4:
+    if magnitude < -4:
         return f"{value:.{digits - 1}e}"
     places = digits - 1 - magnitude  # negative: round to tens, hundreds, ...
     return f"{round(value, places):.{max(places, 0)}f}"
@@ -29,9 +37,8 @@ def significant(value: float, digits: int) -> str:
 def count_text(value: float) -> str:
     """A count: exact with thousands separators below a million (10199 → "10,199", a budget or a parameter
     count a reader compares across pages), else 3 significant digits with M / G (22713216 → "22.7 M")."""
-    for size, suffix in ((1e9, " G"), (1e6, " M")):
-        if abs(value) >= size:
-            return significant(value / size, 3) + suffix
+    if abs(value) >= 1e6:
+        return significant(value, 3)
     return f"{value:,.0f}"
 
 
