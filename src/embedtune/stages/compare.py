@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from .. import compare, reports
-from ..decision import decision_guide
+from ..decision import decision_guide, search_seconds
 from ..io import read_json, write_csv, write_json
 from ..params import Params
 from ..paths import TaskPaths
@@ -32,9 +32,7 @@ def run(params: Params, task: str, *, root: Path = Path("."), n_boot: int = 1000
     if not embed_meta.is_file():  # the probe's build cost needs it: never substitute a guess
         raise FileNotFoundError(f"{embed_meta} not found; the embed stage writes it: dvc repro embed@{task}")
     seconds_per_row = (read_json(embed_meta).get("cost", {}) or {}).get("seconds_per_row")
-    guide = decision_guide(results, preds, metric=metric, embed_seconds_per_row=seconds_per_row,
-                           margin=params.scale.decision.margin_points)
-    write_csv(paths.results / "decision.csv", guide)
+
     headline = compare.headline(results, metric)
     shift_table = compare.load_shift(paths.results)
     write_csv(paths.results / "shift.csv", shift_table)
@@ -53,7 +51,11 @@ def run(params: Params, task: str, *, root: Path = Path("."), n_boot: int = 1000
     hparams_dir = paths.results / "hparams"
     frames = [pd.read_csv(p) for p in sorted(hparams_dir.glob("*.csv")) if p.stat().st_size > 1] \
         if hparams_dir.is_dir() else []
-    write_csv(paths.results / "hparams.csv", pd.concat(frames, ignore_index=True) if frames else pd.DataFrame())
+    hparams = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    write_csv(paths.results / "hparams.csv", hparams)
+    guide = decision_guide(results, preds, metric=metric, embed_seconds_per_row=seconds_per_row,
+                           margin=params.scale.decision.margin_points, search=search_seconds(hparams))
+    write_csv(paths.results / "decision.csv", guide)
     figures = {
         "learning_curve": reports.save_figure(
             reports.learning_curve_figure(results, metric, title=f"{task}: all methods"),
