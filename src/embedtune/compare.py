@@ -48,22 +48,36 @@ class Comparison:
     high: float
     n_seeds: int
     p_value: float | None = None
-    p_holm: float | None = None  # Holm-adjusted within the report's family (all_comparisons)
+    p_holm: float | None = None  # Holm-adjusted within its family (all_comparisons)
+    # the shown family (every method against the probe): the simultaneous interval, Bonferroni over its size
+    family_size: int | None = None
+    adj_low: float | None = None
+    adj_high: float | None = None
 
     @property
     def significant(self) -> bool:
+        """In the shown family: the simultaneous interval excludes 0 (the mark and the interval shown agree);
+        otherwise Holm within the family of the other pairs."""
+        if self.adj_low is not None and self.adj_high is not None:
+            return self.adj_low > 0 or self.adj_high < 0
         if self.p_holm is not None:
             return self.p_holm < 0.05
         return self.low > 0 or self.high < 0
 
+    def interval_text(self) -> str:
+        if self.adj_low is not None and self.adj_high is not None:
+            return (f"simultaneous 95% CI [{100 * self.adj_low:.1f}, {100 * self.adj_high:.1f}] over the "
+                    f"{self.family_size} comparisons with the probe")
+        return f"95% CI [{100 * self.low:.1f}, {100 * self.high:.1f}]"
+
     def verdict(self) -> str:
-        d, lo, hi = 100 * self.diff, 100 * self.low, 100 * self.high
-        if self.significant:  # Holm-adjusted when available
+        d = 100 * self.diff
+        if self.significant:
             winner, loser = (self.method_a, self.method_b) if d > 0 else (self.method_b, self.method_a)
             return (f"{winner} beats {loser} by {abs(d):.1f} points at {self.budget} labels, "
-                    f"95% CI [{lo:.1f}, {hi:.1f}] ({self.method_a} − {self.method_b})")
+                    f"{self.interval_text()} ({self.method_a} − {self.method_b})")
         return (f"no significant difference between {self.method_a} and {self.method_b} at {self.budget} labels "
-                f"({d:+.1f} points, 95% CI [{lo:.1f}, {hi:.1f}])")
+                f"({d:+.1f} points, {self.interval_text()})")
 
 
 @dataclass(frozen=True)
@@ -186,8 +200,9 @@ def load_predictions(results_dir: Path, method: str) -> dict[str, np.ndarray]:
 
 
 def compare_methods(preds: dict[str, dict[str, np.ndarray]], *, method_a: str, method_b: str, metric: str,
-                    n_boot: int = 1000) -> list[Comparison]:
-    """Paired comparisons of A against B at every budget both have (same seeds, same test set)."""
+                    n_boot: int = 1000, family_size: int | None = None) -> list[Comparison]:
+    """Paired comparisons of A against B at every budget both have (same seeds, same test set); with
+    `family_size`, also the simultaneous interval at 1 − 0.05 / family_size (Bonferroni)."""
     a, b = preds[method_a], preds[method_b]
     y = a["y_test"]
     budgets = sorted({int(k.split("_b")[1]) for k in a if k.startswith("s")} &
@@ -195,10 +210,17 @@ def compare_methods(preds: dict[str, dict[str, np.ndarray]], *, method_a: str, m
     out = []
     for budget in budgets:
         keys = sorted(k for k in a if k.startswith("s") and k.endswith(f"_b{budget}") and k in b)
-        diff, low, high, p = paired_interval(y, [a[k] for k in keys], [b[k] for k in keys], metric=metric,
-                                             thresholds_a=[a.get(f"thr_{k}") for k in keys],
-                                             thresholds_b=[b.get(f"thr_{k}") for k in keys], n_boot=n_boot)
-        out.append(Comparison(method_a, method_b, budget, metric, diff, low, high, len(keys), p_value=p))
+        spread = paired_spread(y, [a[k] for k in keys], [b[k] for k in keys], metric=metric,
+                               thresholds_a=[a.get(f"thr_{k}") for k in keys],
+                               thresholds_b=[b.get(f"thr_{k}") for k in keys], n_boot=n_boot)
+        half = spread.half_width(0.05)
+        adj = spread.half_width(0.05 / family_size) if family_size else None
+        out.append(Comparison(method_a, method_b, budget, metric, spread.observed, spread.observed - half,
+                              spread.observed + half, len(keys),
+                              p_value=_p_value(spread.observed, spread.se_seeds, spread.sd_shared, spread.df),
+                              family_size=family_size,
+                              adj_low=None if adj is None else spread.observed - adj,
+                              adj_high=None if adj is None else spread.observed + adj))
     return out
 
 
@@ -219,7 +241,10 @@ def crossing_budget(comparisons: list[Comparison]) -> int | None:
 def comparisons_frame(comparisons: list[Comparison]) -> pd.DataFrame:
     return pd.DataFrame([{"method_a": c.method_a, "method_b": c.method_b, "budget": c.budget, "metric": c.metric,
                           "diff_points": 100 * c.diff, "ci_low": 100 * c.low, "ci_high": 100 * c.high,
-                          "p_value": c.p_value, "p_holm": c.p_holm, "significant": c.significant,
+                          "p_value": c.p_value, "p_holm": c.p_holm, "family_size": c.family_size,
+                          "ci_low_adj": None if c.adj_low is None else 100 * c.adj_low,
+                          "ci_high_adj": None if c.adj_high is None else 100 * c.adj_high,
+                          "significant": c.significant,
                           "n_seeds": c.n_seeds, "verdict": c.verdict()}
                          for c in comparisons])
 
@@ -267,13 +292,22 @@ def overfitting_gap(curves: pd.DataFrame) -> pd.DataFrame:
 
 def all_comparisons(preds: dict[str, dict[str, np.ndarray]], *, metric: str,
                     n_boot: int = 1000) -> dict[tuple[str, str], list[Comparison]]:
-    """Every pair of methods present (in METHOD_ORDER), A after B in that order."""
+    """Every pair of methods present (in METHOD_ORDER), A after B in that order. Two families: the pairs
+    with the probe (what the pages show: simultaneous intervals, Bonferroni over its size) and the others
+    (Holm within them)."""
     methods = [m for m in METHOD_ORDER if m in preds]
+
+    def budgets(m: str) -> set[int]:
+        return {int(k.split("_b")[1]) for k in preds[m] if k.startswith("s")}
+
+    shown = sum(len(budgets(m) & budgets("probe")) for m in methods if m != "probe") if "probe" in preds else 0
     out = {}
     for i, b in enumerate(methods):
         for a in methods[i + 1:]:
-            out[(a, b)] = compare_methods(preds, method_a=a, method_b=b, metric=metric, n_boot=n_boot)
-    return with_holm(out)
+            out[(a, b)] = compare_methods(preds, method_a=a, method_b=b, metric=metric, n_boot=n_boot,
+                                          family_size=shown if "probe" in (a, b) and shown else None)
+    probe_pairs = {k: v for k, v in out.items() if "probe" in k}
+    return {**with_holm(probe_pairs), **with_holm({k: v for k, v in out.items() if "probe" not in k})}
 
 
 def with_holm(family: dict[tuple[str, str], list[Comparison]]) -> dict[tuple[str, str], list[Comparison]]:

@@ -33,21 +33,28 @@ def _pts(value: float) -> str:
 
 
 def comparison_sentence(row: pd.Series | dict[str, Any]) -> str:
-    """One sentence for a paired comparison row (method_a − method_b, in points)."""
+    """One sentence for a paired comparison row (method_a − method_b, in points). Pairs with the probe use
+    their simultaneous interval (Bonferroni over the comparisons with the probe), the one the mark follows;
+    other pairs their 95% interval and Holm's correction within their family."""
     a, b, budget = row["method_a"], row["method_b"], int(row["budget"])
-    d, lo, hi = float(row["diff_points"]), float(row["ci_low"]), float(row["ci_high"])
+    d = float(row["diff_points"])
+    adjusted = row.get("ci_low_adj") is not None and pd.notna(row.get("ci_low_adj"))
+    lo, hi = ((float(row["ci_low_adj"]), float(row["ci_high_adj"])) if adjusted
+              else (float(row["ci_low"]), float(row["ci_high"])))
     seeds = int(row.get("n_seeds", 0) or 0)
     basis = f"{seeds} seed{'s' if seeds != 1 else ''}"
+    label = (f"simultaneous 95% CI over {int(row['family_size'])} comparisons with the probe" if adjusted
+             else "95% CI")
     holm_sig = row.get("significant")
-    if holm_sig is not None and not pd.isna(holm_sig) and not bool(holm_sig) and (lo > 0 or hi < 0):
-        # the interval alone excludes zero, but not after Holm's correction over the report's comparisons
-        return (f"`{a}` − `{b}` at {budget} labels: {_pts(d)} points (95% CI [{lo:.1f}, {hi:.1f}], {basis}); "
-                "not significant after Holm's correction over this report's comparisons.")
+    if not adjusted and holm_sig is not None and not pd.isna(holm_sig) and not bool(holm_sig) and (lo > 0 or hi < 0):
+        # the interval alone excludes zero, but not after Holm's correction within its family
+        return (f"`{a}` − `{b}` at {budget} labels: {_pts(d)} points ({label} [{lo:.1f}, {hi:.1f}], {basis}); "
+                "not significant after Holm's correction within its family.")
     if lo > 0:
-        return f"`{a}` beats `{b}` at {budget} labels by {d:.1f} points (95% CI [{lo:.1f}, {hi:.1f}], {basis})."
+        return f"`{a}` beats `{b}` at {budget} labels by {d:.1f} points ({label} [{lo:.1f}, {hi:.1f}], {basis})."
     if hi < 0:
-        return f"`{a}` loses to `{b}` at {budget} labels by {-d:.1f} points (95% CI [{lo:.1f}, {hi:.1f}], {basis})."
-    return (f"`{a}` and `{b}` do not differ significantly at {budget} labels ({_pts(d)} points, 95% CI "
+        return f"`{a}` loses to `{b}` at {budget} labels by {-d:.1f} points ({label} [{lo:.1f}, {hi:.1f}], {basis})."
+    return (f"`{a}` and `{b}` do not differ significantly at {budget} labels ({_pts(d)} points, {label} "
             f"[{lo:.1f}, {hi:.1f}], {basis}).")
 
 

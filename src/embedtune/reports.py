@@ -299,7 +299,7 @@ def index_html(*, reports_dir: Path, per_task: dict[str, dict[str, Any]], info: 
                             "pick_serve_seconds_per_1000") if c in guide]
         parts += [f"<h2 id='{html.escape(task)}'>{html.escape(task)}</h2>",
                   "<h3>Decision guide</h3>", frame_html(readable(guide[cols] if cols else guide)),
-                  "<h3>Each method against the probe (points, 95% interval; * significant after Holm)</h3>",
+                  "<h3>Each method against the probe (points, simultaneous 95% interval over these comparisons; * = it excludes 0)</h3>",
                   frame_html(paired_table(t["comparisons"])),
                   figure(f"{task}-learning-curves.png", f"{task}: learning curves"),
                   figure(f"{task}-cost-quality.png", f"{task}: cost vs quality"),

@@ -138,14 +138,17 @@ def _mean_sd(values: pd.Series) -> str:
 
 def paired_table(comparisons: pd.DataFrame) -> pd.DataFrame:
     """Every method against the probe, one row per method and one column per budget: the paired difference
-    in points with its 95% interval, ``*`` when it survives Holm's correction (compare's statistics)."""
+    in points with its simultaneous 95% interval (Bonferroni over these comparisons), ``*`` when that
+    interval excludes 0: the mark and the interval agree (compare's statistics)."""
     rows: dict[str, dict[str, str]] = {}
     for _, r in comparisons.iterrows():
         if "probe" not in (r["method_a"], r["method_b"]) or r["method_a"] == r["method_b"]:
             continue
         sign = 1.0 if r["method_a"] != "probe" else -1.0  # oriented as method − probe
         method = r["method_a"] if sign > 0 else r["method_b"]
-        low, high = sorted((sign * r["ci_low"], sign * r["ci_high"]))
+        adjusted = "ci_low_adj" in r and pd.notna(r["ci_low_adj"])
+        lo_col, hi_col = ("ci_low_adj", "ci_high_adj") if adjusted else ("ci_low", "ci_high")
+        low, high = sorted((sign * r[lo_col], sign * r[hi_col]))
         cell = f"{sign * r['diff_points']:+.1f} [{low:+.1f}, {high:+.1f}]" + ("*" if bool(r["significant"]) else "")
         rows.setdefault(str(method), {})[str(int(r["budget"]))] = cell
     if not rows:
