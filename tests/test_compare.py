@@ -93,7 +93,7 @@ def test_holm_adjusts_the_family_and_crossing_is_monotone() -> None:
 
 
 def test_graded_shift_drops_are_paired_with_the_same_clean_rows() -> None:
-    from embedtune.compare import shift_drops
+    from embedtune.robustness import shift_drops
 
     results = pd.DataFrame([{"method": "probe", "seed": 0, "budget": 64, "accuracy": 0.80}])
     shift = pd.DataFrame([

@@ -32,6 +32,11 @@ class TaskPaths:
         return self.root / "data" / "embeddings" / self.task
 
     @property
+    def layer_features(self) -> Path:
+        """Every block's pooled features of train / val / test (layers.py), beside the embeddings."""
+        return self.embeddings / "layers.npz"
+
+    @property
     def probe_heads(self) -> Path:
         """The raw-feature probe heads lp_ft starts from (`probe_input("lp_ft")`)."""
         return self.probe_input("lp_ft")

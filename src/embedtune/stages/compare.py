@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from .. import compare, reports
+from .. import compare, reports, robustness
 from ..decision import decision_guide, search_seconds
 from ..io import read_json, write_csv, write_json
 from ..params import Params
@@ -34,16 +34,16 @@ def run(params: Params, task: str, *, root: Path = Path("."), n_boot: int = 1000
     seconds_per_row = (read_json(embed_meta).get("cost", {}) or {}).get("seconds_per_row")
 
     headline = compare.headline(results, metric)
-    shift_table = compare.load_shift(paths.results)
+    shift_table = robustness.load_shift(paths.results)
     write_csv(paths.results / "shift.csv", shift_table)
-    drops = compare.shift_drops(results, shift_table, metric)
+    drops = robustness.shift_drops(results, shift_table, metric)
     write_csv(paths.results / "shift_drops.csv", drops)
-    write_csv(paths.results / "shift_compare.csv", compare.drop_differences(drops))
-    robustness = {}
+    write_csv(paths.results / "shift_compare.csv", robustness.drop_differences(drops))
+    drop_by_method = {}
     if not drops.empty:
         at = drops[drops["budget"] == headline["budget"]]
-        robustness = {str(m): float(v) for m, v in at.groupby("method")["drop_points"].mean().items()}
-    headline.update({"crossing_budget": crossing, "task": task, "shift_drop_points": robustness})
+        drop_by_method = {str(m): float(v) for m, v in at.groupby("method")["drop_points"].mean().items()}
+    headline.update({"crossing_budget": crossing, "task": task, "shift_drop_points": drop_by_method})
     write_json(paths.metrics / "headline.json", headline)
     wide = compare.summary_table(results, metric).astype({"method": str}).pivot(index="budget", columns="method",
                                                                                 values="mean")
