@@ -178,6 +178,7 @@ def test_a_page_whose_input_is_missing_stops_and_names_the_stage_that_writes_it(
         load_task(tmp_path, "toy")
     (results / "shift_compare.csv").write_text("\n")
     (results / "hparams.csv").write_text("\n")
+    (results / "layer_mass.csv").write_text("task,seed,budget,block,mass\n")
     with pytest.raises(FileNotFoundError, match=r"meta.json not found; the embed stage writes it: dvc repro embed@toy"):
         load_task(tmp_path, "toy")
     meta = tmp_path / "data" / "embeddings" / "toy" / "meta.json"

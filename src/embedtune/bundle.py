@@ -18,8 +18,10 @@ def load_task(root: Path, task: str) -> dict[str, Any]:
     curves = pd.concat([pd.read_csv(p) for p in sorted(curves_dir.glob("*.csv"))], ignore_index=True) \
         if curves_dir.is_dir() else pd.DataFrame()
     shift_path, hp_path = results_dir / "shift_compare.csv", results_dir / "hparams.csv"
+    mass_path = results_dir / "layer_mass.csv"
     embed_meta = Path(root) / "data" / "embeddings" / task / "meta.json"
-    for path, stage in ((shift_path, f"compare@{task}"), (hp_path, f"compare@{task}"), (embed_meta, f"embed@{task}")):
+    for path, stage in ((shift_path, f"compare@{task}"), (hp_path, f"compare@{task}"), (embed_meta, f"embed@{task}"),
+                        (mass_path, f"probe@{task}")):
         if not path.is_file():  # a missing input stops the page; nothing is substituted for it
             raise FileNotFoundError(f"{path} not found; the {stage.split('@')[0]} stage writes it: dvc repro {stage}")
     cost = read_json(embed_meta).get("cost") or {}
@@ -30,7 +32,7 @@ def load_task(root: Path, task: str) -> dict[str, Any]:
             "shift_compare": pd.read_csv(shift_path) if shift_path.stat().st_size > 1 else pd.DataFrame(),
             "hparams": pd.read_csv(hp_path) if hp_path.stat().st_size > 1 else pd.DataFrame(),
             "gap": overfitting_gap(curves) if len(curves) else pd.DataFrame(), "curves": curves,
-            "embed_seconds_per_row": float(cost["seconds_per_row"])}
+            "embed_seconds_per_row": float(cost["seconds_per_row"]), "layer_mass": pd.read_csv(mass_path)}
 
 
 def task_bundle(root: Path, task: str) -> dict[str, Any]:

@@ -82,6 +82,8 @@ def vs_probe(comparisons: pd.DataFrame, method: str, budget: int) -> pd.Series |
     row = back.iloc[0].copy()
     row["method_a"], row["method_b"] = method, "probe"
     row["diff_points"], row["ci_low"], row["ci_high"] = -row["diff_points"], -row["ci_high"], -row["ci_low"]
+    if "ci_low_adj" in row and pd.notna(row["ci_low_adj"]):
+        row["ci_low_adj"], row["ci_high_adj"] = -row["ci_high_adj"], -row["ci_low_adj"]
     return row
 
 
