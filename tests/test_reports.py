@@ -152,3 +152,23 @@ def test_large_and_tiny_numbers_read_in_one_notation() -> None:
     assert significant(1.76e6, 3) == "1.76 M" and significant(7.0e9, 3) == "7.00 G" and significant(2.5e15, 2) == "2.5 P"
     assert significant(5.6e-15, 2) == "0" and significant(-1.2e-16, 3) == "0"
     assert cell_text(1.76e6 + 0.5, "train_flops") == "1.8 M" and cell_text(41.7e6, "train_flops") == "41.7 M"
+
+
+def test_the_answer_table_reads_the_pick_its_gain_and_its_cost_against_the_probe() -> None:
+    from embedtune.tables import answer_table
+
+    results = pd.DataFrame([{"method": m, "budget": 256, "seed": s, "accuracy": a, "train_seconds": t,
+                             "infer_ms_per_1000": i, "train_flops": f, "infer_flops_per_row": g}
+                            for m, a, t, i, f, g in (("probe", 0.70, 2.0, 5.0, 1e9, 1e8),
+                                                     ("full", 0.75, 20.0, 5.0, 3e12, 1e8)) for s in range(3)])
+    comparisons = pd.DataFrame([{"method_a": "full", "method_b": "probe", "budget": 256, "diff_points": 5.0,
+                                 "ci_low": 3.0, "ci_high": 7.0, "ci_low_adj": 2.0, "ci_high_adj": 8.0,
+                                 "significant": True}])
+    guide = pd.DataFrame([{"budget": 256, "pick": "full", "tied": "lora, full", "pick_mean": 0.75, "pick_seeds": 3}])
+    table = answer_table({"sentiment": {"guide": guide, "results": results, "comparisons": comparisons,
+                                        "headline": {"metric": "accuracy"}}})
+    row = table.iloc[0]
+    assert row["pick"] == "full" and row["tied with the best"] == "lora, full"
+    assert row["gain over probe (points)"] == "+5.0 [+2.0, +8.0]*"  # the simultaneous interval, as the pages show
+    assert row["build × probe (s)"] == "10×" and row["serve × probe (s)"] == "1.0×"
+    assert row["build × probe (FLOPs)"] == "3000×" and row["test score"] == "0.750 (accuracy, 3 seeds)"

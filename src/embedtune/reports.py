@@ -251,7 +251,7 @@ def index_html(*, reports_dir: Path, per_task: dict[str, dict[str, Any]], info: 
     each task's decision guide), then one section per task (paired differences against the probe, key
     figures, links to its rendered notebooks), then every report. Relative links only."""
     from .decision import guide_sentence
-    from .tables import paired_table, readable
+    from .tables import answer_table, paired_table, readable
 
     reports_dir = Path(reports_dir)
     # the summary stage renders summary.html after writing this page: it is always listed
@@ -278,6 +278,12 @@ def index_html(*, reports_dir: Path, per_task: dict[str, dict[str, Any]], info: 
              "vertical-align:top}figcaption{font-size:0.8em}</style></head><body>",
              "<h1>Embed or Tune — frozen embeddings + probe vs fine-tuning vs hybrids</h1>",
              "<p>" + " · ".join(f"<b>{html.escape(k)}</b>: {html.escape(v)}" for k, v in info.items()) + "</p>",
+             "<h2>The answer at a glance</h2>",
+             f"<p>Per task and label budget: the pick (the cheapest method tied with the best on the selection "
+             f"rows), its test score, its gain over the frozen probe (points, simultaneous 95% interval; * = it "
+             f"excludes 0) and its cost relative to the probe. Backbones: {html.escape(info.get('backbones', '—'))}; "
+             f"hardware: {html.escape(info.get('machine', '—'))}; profile: {html.escape(info.get('profile', '—'))}."
+             "</p>", frame_html(answer_table(per_task)) if per_task else "<p>No results yet.</p>",
              "<h2>The answer per domain</h2><ul>"]
     for task, t in per_task.items():
         sentence = guide_sentence(task, t["guide"], t["headline"]["metric"])
@@ -314,8 +320,15 @@ def index_html(*, reports_dir: Path, per_task: dict[str, dict[str, Any]], info: 
     return path
 
 
-def readme_section(*, headlines: dict[str, dict[str, Any]], info: dict[str, str], key_figure: str | None) -> str:
-    lines = [README_BEGIN, "",
+def readme_section(*, headlines: dict[str, dict[str, Any]], info: dict[str, str], key_figure: str | None,
+                   answer: pd.DataFrame | None = None) -> str:
+    lines = [README_BEGIN, ""]
+    if answer is not None and not answer.empty:
+        lines += ["**The answer at a glance** (backbones: " + info.get("backbones", "—") + "; " + info["machine"]
+                  + f"; profile `{info['profile']}`): the pick per task and budget, decided on the selection rows, "
+                  "its test score, its gain over the probe (points, simultaneous 95% interval; * = it excludes 0) and "
+                  "its cost relative to the probe.", "", markdown_table(answer), ""]
+    lines += [
              f"Profile **{info['profile']}**, commit `{info['commit']}` (source tree {info.get('source tree', 'unknown')}), "
              f"{info['date']}, {info['machine']}. "
              "Test split; mean ± standard deviation over seeds at the largest label budget all methods share. "

@@ -246,3 +246,44 @@ def guide_table(guide: pd.DataFrame) -> pd.DataFrame:
     P(best), selection and test scores and costs stay in decision.csv)."""
     cols = [c for c in ("task", *GUIDE_COLUMNS) if c in guide]
     return readable(guide[cols], missing="—")
+
+
+def answer_table(per_task: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """The answer at a glance, one row per task × budget: what to pick (decided on the selection rows) and what
+    it ties with, its test score, its gain over the probe with the interval the pages show, and its cost
+    relative to the probe (build and serve: seconds and FLOPs). Read from decision.csv, the comparisons and
+    the result rows."""
+    rows = []
+    for task, t in per_task.items():
+        guide = t["guide"]
+        if guide.empty:  # no decision yet for this task: nothing to show
+            continue
+        results, comparisons = t["results"], t["comparisons"]
+        metric = t["headline"]["metric"]
+        med = results.assign(method=results["method"].astype(str)).groupby(["method", "budget"]).median(
+            numeric_only=True)
+        for _, r in guide.iterrows():
+            pick, budget = str(r["pick"]), int(r["budget"])
+            gain = "—"
+            if pick != "probe":
+                row = vs_probe(comparisons, pick, budget)
+                if row is not None:
+                    adj = "ci_low_adj" in row and pd.notna(row["ci_low_adj"])
+                    lo, hi = (row["ci_low_adj"], row["ci_high_adj"]) if adj else (row["ci_low"], row["ci_high"])
+                    gain = f"{row['diff_points']:+.1f} [{lo:+.1f}, {hi:+.1f}]" + ("*" if bool(row["significant"]) else "")
+
+            def ratio(column: str, pick: str = pick, budget: int = budget, med: pd.DataFrame = med) -> str:
+                try:
+                    value = float(med.loc[(pick, budget), column]) / float(med.loc[("probe", budget), column])
+                except (KeyError, ZeroDivisionError):
+                    return "—"
+                return f"{significant(value, 2)}×" if math.isfinite(value) else "—"
+
+            rows.append({"task": task, "labels": count_text(budget), "pick": pick,
+                         "tied with the best": str(r.get("tied", "")),
+                         "test score": f"{r['pick_mean']:.3f} ({metric}, {int(r['pick_seeds'])} seeds)",
+                         "gain over probe (points)": gain,
+                         "build × probe (s)": ratio("train_seconds"), "serve × probe (s)": ratio("infer_ms_per_1000"),
+                         "build × probe (FLOPs)": ratio("train_flops"),
+                         "serve × probe (FLOPs)": ratio("infer_flops_per_row")})
+    return pd.DataFrame(rows)
