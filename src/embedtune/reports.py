@@ -113,8 +113,11 @@ def training_curves_figure(curves: pd.DataFrame, *, title: str = "") -> Any:
         ax_loss.plot(mean.index, mean["val_loss"], "-", color=color, label=f"{budget} val")
         ax_metric.plot(mean.index, mean["train_metric"], "--", color=color)
         ax_metric.plot(mean.index, mean["val_metric"], "-", color=color)
-    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss (dashed: train, solid: validation)")
-    ax_metric.set(xlabel="epoch", ylabel="main metric", title="main metric (dashed: train, solid: validation)")
+    # a round is a fixed number of optimizer steps (engine.schedule), not an epoch: small budgets see many
+    # epochs per round, all-label runs a fraction of one
+    ax_loss.set(xlabel="evaluation round", ylabel="loss", title="loss (dashed: train, solid: validation)")
+    ax_metric.set(xlabel="evaluation round", ylabel="main metric",
+                  title="main metric (dashed: train, solid: validation)")
     ax_loss.legend(fontsize=7, ncol=2)
     for ax in (ax_loss, ax_metric):
         ax.grid(alpha=0.3)
@@ -152,39 +155,43 @@ def shift_figure(drops: pd.DataFrame, metric: str, *, budget: int, title: str = 
     (corruptions, perturbation strengths); right: metric per real new source (severity 0), clean beside it."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     at = drops[drops["budget"] == budget] if not drops.empty else drops
     methods = [m for m in METHOD_ORDER if not at.empty and m in set(at["method"])]
     graded = at[at["severity"] > 0] if not at.empty else at
     sources = at[at["severity"] == 0] if not at.empty else at
+    # no empty panel: the new-source panel only where the task has a real new source
+    fig, axes = plt.subplots(1, 2 if len(sources) else 1, figsize=(11 if len(sources) else 6, 4.2), squeeze=False)
+    axes = axes[0]
     for method in methods:
         g = graded[graded["method"] == method]
         if len(g):
             curve = g.groupby("severity")["shifted"].mean()
             clean = g["clean"].mean()
-            axes[0].plot([0, *curve.index], [clean, *curve.values], marker="o", label=method)
-    axes[0].set_xlabel("severity (0 = clean test split)")
+            axes[0].plot([0, *curve.index], [clean, *curve.values], marker="o", label=method,
+                         color=COLORS.get(method))
+    axes[0].set_xlabel("severity (0 = the same rows, unshifted)")
     axes[0].set_ylabel(f"{metric} (mean over shift sets and seeds)")
     axes[0].set_title("graded shifts")
     if len(sources):
         names = sorted(set(sources["set"]))
         width = 0.8 / max(len(methods), 1)
         for i, method in enumerate(methods):
-            g = sources[sources["method"] == method].groupby("set")["shifted"].mean()
-            clean = sources[sources["method"] == method]["clean"].mean()
+            part = sources[sources["method"] == method]
+            g = part.groupby("set")["shifted"].agg(["mean", "std"])
+            per_seed_clean = part.groupby("seed")["clean"].mean()
             xs = np.arange(len(names) + 1) + i * width
-            axes[1].bar(xs, [clean, *[g.get(n, np.nan) for n in names]], width=width, label=method)
+            heights = [per_seed_clean.mean(), *[g["mean"].get(n, np.nan) for n in names]]
+            errors = [per_seed_clean.std(), *[g["std"].get(n, np.nan) for n in names]]  # sd over seeds
+            axes[1].bar(xs, heights, width=width, label=method, color=COLORS.get(method),
+                        yerr=np.nan_to_num(errors), capsize=2)
         axes[1].set_xticks(np.arange(len(names) + 1) + 0.4 - width / 2, ["clean test", *names])
         axes[1].set_ylabel(metric)
-        axes[1].set_title("new sources")
-    else:
-        axes[1].text(0.5, 0.5, "no real new-source shift set for this task", ha="center", va="center")
-        axes[1].set_axis_off()
-    for ax in axes:
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
+        axes[1].set_title("new sources (bars: mean, whiskers: sd over seeds)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:  # one legend below the panels: it never covers a bar
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 7), fontsize=9, frameon=False)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
 
 
