@@ -214,3 +214,18 @@ def test_the_layer_probe_finding_says_how_much_of_the_gap_it_closes_and_where_it
     assert "closing 50% of the probe's 4.0-point gap" in text[0] and "`full` − `layer_probe` +2.0 points" in text[0]
     assert "builds in 2.0% of `full`'s time" in text[0]
     assert text[1].endswith("at 16 labels block 1, at 256 labels block 2.")
+
+
+def test_the_readme_results_block_stays_under_25_bullets() -> None:
+    """Issue 32: ~100 bullets once; the README keeps the answers and a few findings per task."""
+    guide = pd.DataFrame([{"budget": 256, "pick": "full", "best": "full", "tied": "full", "pick_mean": 0.73,
+                           "pick_seeds": 3, "expected_loss_points": 0.0, "p_best full": 1.0, "margin_points": 1.0,
+                           "pick_gain_over_probe_points": 3.0, "pick_build_seconds": 30.0,
+                           "pick_serve_seconds_per_1000": 6.0}])
+    per_task = {t: {"headline": _headline(), "results": _results(0.73), "comparisons": _comparisons(3.3, 1.0, 5.6),
+                    "shift_compare": pd.DataFrame(), "hparams": pd.DataFrame(), "guide": guide}
+                for t in ("sentiment", "medical", "legal", "a_fourth_task")}
+    block = findings.readme_block(per_task)
+    bullets = [line for line in block.splitlines() if line.startswith("- ")]
+    assert len(bullets) <= 25, len(bullets)
+    assert sum("**medical**" in b for b in bullets) == 2  # its answer and its ranking, once each

@@ -399,15 +399,26 @@ def readme_block(per_task: dict[str, dict[str, Any]], *, run_time: dict[str, Any
     lines += ["", "### The answer per domain (generated)", ""]
     for task, t in per_task.items():
         lines.append(f"- {guide_sentence(task, t['guide'], t['headline']['metric'])}")
-    lines += ["", "### Findings (generated)", ""]
+    lines += ["", "### Findings (generated; every task's full list is on its compare page)", ""]
     for task, t in per_task.items():
-        for sentence in task_findings(task, results=t["results"], comparisons=t["comparisons"],
-                                      headline=t["headline"], shift_compare=t["shift_compare"],
-                                      hparams=t["hparams"], curves=t.get("curves"), guide=t.get("guide"),
-                                      layer_mass=t.get("layer_mass")):
+        for sentence in readme_findings(task, t):
             lines.append(f"- {sentence}")
     lines += ["", MARK_END]
     return "\n".join(lines)
+
+
+README_FINDINGS_PER_TASK = 3  # the README stays short (≤ 25 bullets in all); detail lives on the task pages
+
+
+def readme_findings(task: str, t: dict[str, Any]) -> list[str]:
+    """A task's few README findings: its ranking at the headline budget, what the layer probe closes, and the
+    best full-data result against its published aim (the compare page keeps the rest)."""
+    ranking = task_findings(task, results=t["results"], comparisons=t["comparisons"], headline=t["headline"],
+                            shift_compare=pd.DataFrame(), hparams=pd.DataFrame())[:1]
+    layered = layer_probe_findings(results=t["results"], comparisons=t["comparisons"],
+                                   budget=int(t["headline"]["budget"]), mass=None)
+    aim = aim_finding(task, t["headline"], t["results"])
+    return (ranking + layered + ([aim] if aim else []))[:README_FINDINGS_PER_TASK]
 
 
 def update_readme(readme: Path, block: str) -> None:
