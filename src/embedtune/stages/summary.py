@@ -16,6 +16,12 @@ from ..store import iter_records, store_bytes, store_summary
 from ..tables import answer_table
 
 
+def backbone_label(name: str) -> str:
+    """A backbone as a page names it: a hub id or ``pkg:`` name as is, a local folder by its last part (no path
+    of this machine on a page)."""
+    return Path(name).name if Path(name).is_absolute() else name
+
+
 def run(params: Params, *, root: Path = Path("."), readme: Path | None = None) -> dict[str, Any]:
     """Write ``reports/environment.json``, ``reports/figures/summary-learning-curves.png``,
     ``reports/index.html`` and the generated blocks of `readme` (default ``<root>/README.md``; a project without
@@ -33,7 +39,7 @@ def run(params: Params, *, root: Path = Path("."), readme: Path | None = None) -
         run_time = {**run_time, "store": {**store_summary(r for _, r in iter_records(root)),
                                           "bytes": store_bytes(root)}}
     info = {**reports.provenance(params.profile),
-            "backbones": ", ".join(f"{t}: {params.backbone_for(t)}" for t in per_task)}
+            "backbones": ", ".join(f"{t}: {backbone_label(params.backbone_for(t))}" for t in per_task)}
     reports.index_html(reports_dir=root / "reports", per_task=per_task, info=info)
     readme = root / "README.md" if readme is None else readme
     if not readme.is_file():  # a new project: the stage's declared output starts as the two generated blocks
