@@ -5,7 +5,7 @@
 #
 # Needs, carried beside the working tree (the device tool's `carry`):
 #   .whl/                      wheels the machine lacks (evaluate, datasets, dill, multiprocess, EfficientNet-Lite0)
-#   .gpu/data/{prepared,shift}/<task>, .gpu/data/probe_heads/<task>.npz   the CPU run's prepared inputs
+#   .gpu/data/{prepared,shift}/<task>, .gpu/data/probe_heads/<task>/   the CPU run's prepared inputs
 #   .gpu/hparams/<method>.csv  the CPU run's LR search (results/<task>/hparams/)
 #   .gpu/params.yaml           the params.yaml the CPU run used
 # Usage: bash scripts/device_finetune.sh TASK OUT_DIR SECONDS   (SECONDS: wall-clock budget for everything)

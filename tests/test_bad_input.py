@@ -166,3 +166,23 @@ def test_prepared_folder_is_swapped_whole(project: dict[str, Any], monkeypatch: 
         cli_main([*common, "prepare", "--task", "toytext"])
     assert tree_state(project["root"]) == before
     assert np.all([not p.name.startswith(".") for p in (project["root"] / "data" / "prepared").iterdir()])
+
+
+def test_a_page_whose_input_is_missing_stops_and_names_the_stage_that_writes_it(tmp_path) -> None:
+    """Issue 29: pages once fell back to other numbers when data/embeddings/<task>/meta.json was absent."""
+    from embedtune.bundle import load_task
+
+    results = tmp_path / "results" / "toy"
+    results.mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=r"shift_compare.csv not found; .*dvc repro compare@toy"):
+        load_task(tmp_path, "toy")
+    (results / "shift_compare.csv").write_text("\n")
+    (results / "hparams.csv").write_text("\n")
+    (results / "layer_mass.csv").write_text("task,seed,budget,block,mass\n")
+    with pytest.raises(FileNotFoundError, match=r"meta.json not found; the embed stage writes it: dvc repro embed@toy"):
+        load_task(tmp_path, "toy")
+    meta = tmp_path / "data" / "embeddings" / "toy" / "meta.json"
+    meta.parent.mkdir(parents=True)
+    meta.write_text('{"key": {}}')
+    with pytest.raises(ValueError, match="no measured cost"):
+        load_task(tmp_path, "toy")

@@ -93,7 +93,7 @@ def test_holm_adjusts_the_family_and_crossing_is_monotone() -> None:
 
 
 def test_graded_shift_drops_are_paired_with_the_same_clean_rows() -> None:
-    from embedtune.compare import shift_drops
+    from embedtune.robustness import shift_drops
 
     results = pd.DataFrame([{"method": "probe", "seed": 0, "budget": 64, "accuracy": 0.80}])
     shift = pd.DataFrame([
@@ -127,3 +127,30 @@ def test_readable_tables_say_dash_where_a_cell_is_empty_and_keep_the_numbers() -
     shown = readable(frame)
     assert shown.loc[0, "std"] == 0.0125 and shown.loc[1, "std"] == "—"
     assert "NaN" not in shown.to_html() and frame["std"].isna().sum() == 1  # the input is not changed
+
+
+def test_the_mark_and_the_interval_shown_agree_for_every_comparison_with_the_probe() -> None:
+    """Issue 31: "+13.7 [+7.0, +20.5]" once carried no star (Holm over 61 pairs, the interval unadjusted).
+    The shown family is the comparisons with the probe; its intervals are simultaneous (Bonferroni over
+    that family, wider than 95%), and the mark is exactly "that interval excludes 0"."""
+    from embedtune.compare import all_comparisons
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    preds = {}
+    for m, acc in (("probe", 0.70), ("lora", 0.73), ("full", 0.80)):
+        preds[m] = {"y_test": y}
+        for s in range(3):
+            for b in (64, 256):
+                right = rng.random(400) < acc + (0.02 if b == 256 else 0)
+                label = np.where(right, y, 1 - y)
+                preds[m][f"s{s}_b{b}"] = np.stack([1 - label, label], 1) * 0.8 + 0.1
+    family = all_comparisons(preds, metric="accuracy", n_boot=200)
+    shown = [c for key, comps in family.items() if "probe" in key for c in comps]
+    assert len(shown) == 4 and all(c.family_size == 4 for c in shown)
+    for c in shown:
+        assert c.adj_low < c.low and c.adj_high > c.high
+        assert c.significant == (c.adj_low > 0 or c.adj_high < 0)
+        assert "simultaneous 95% CI" in c.verdict()
+    others = [c for key, comps in family.items() if "probe" not in key for c in comps]
+    assert others and all(c.family_size is None and c.p_holm is not None for c in others)

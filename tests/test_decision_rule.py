@@ -88,3 +88,23 @@ def test_the_decision_reads_the_selection_rows_never_the_test_split() -> None:
     del preds["full"]["val_s0_b64"]
     with pytest.raises(ValueError, match="selection-row predictions.*dvc repro probe finetune"):
         decision_guide(pd.DataFrame(rows), preds, metric="accuracy", embed_seconds_per_row=None, n_boot=50)
+
+
+def test_build_cost_carries_lp_fts_probe_and_the_learning_rate_search() -> None:
+    from embedtune.decision import cost_to_build, search_seconds
+
+    results = pd.DataFrame([
+        {"method": "probe", "seed": 0, "budget": 64, "train_seconds": 1.0},
+        {"method": "lp_ft", "seed": 0, "budget": 64, "train_seconds": 10.0},
+        {"method": "full", "seed": 0, "budget": 64, "train_seconds": 20.0},
+        {"method": "full", "seed": 0, "budget": 4000, "train_seconds": 200.0}])
+    hparams = pd.DataFrame([
+        {"method": "full", "hyperparameter": "lr", "budget": 64, "train_seconds": 5.0},
+        {"method": "full", "hyperparameter": "lr", "budget": 64, "train_seconds": 6.0},
+        {"method": "full", "hyperparameter": "lr", "budget": 1024, "train_seconds": 50.0},
+        {"method": "probe", "hyperparameter": "C", "budget": 64, "train_seconds": None}])
+    search = search_seconds(hparams)
+    assert search == {("full", 64): 11.0, ("full", 1024): 50.0}
+    cost = cost_to_build(results, embed_seconds_per_row=0.01, n_val=100, search_seconds=search)
+    probe = 1.0 + 0.01 * (64 + 100)
+    assert cost.tolist() == pytest.approx([probe, 10.0 + probe, 20.0 + 11.0, 200.0 + 50.0])

@@ -198,3 +198,34 @@ def test_restarts_recorded_by_the_runs_are_stated() -> None:
     assert sentence.startswith("`lora` did not learn at its searched rate in 2 of 2 runs")
     assert "5477 labels seed 0 (0.003 → 0.001, learned)" in sentence and "still did not learn" in sentence
     assert findings.training_failures(rows.assign(lr_restarts=0, learned=True)) == []
+
+
+def test_the_layer_probe_finding_says_how_much_of_the_gap_it_closes_and_where_it_reads() -> None:
+    from embedtune.findings import layer_probe_findings
+
+    rows = [{"method": m, "seed": s, "budget": 256, "accuracy": acc, "train_seconds": sec, "infer_ms_per_1000": 5.0}
+            for m, acc, sec in (("probe", 0.70, 1.0), ("layer_probe", 0.72, 2.0), ("full", 0.74, 100.0))
+            for s in range(3)]
+    comparisons = pd.DataFrame([{"method_a": "full", "method_b": "layer_probe", "budget": 256, "metric": "accuracy",
+                                 "diff_points": 2.0, "ci_low": 0.5, "ci_high": 3.5, "significant": True}])
+    mass = pd.DataFrame([{"budget": b, "seed": 0, "block": k, "mass": m} for b, masses in
+                         ((16, (0.1, 0.7, 0.2)), (256, (0.1, 0.2, 0.7))) for k, m in enumerate(masses)])
+    text = layer_probe_findings(results=pd.DataFrame(rows), comparisons=comparisons, budget=256, mass=mass)
+    assert "closing 50% of the probe's 4.0-point gap" in text[0] and "`full` − `layer_probe` +2.0 points" in text[0]
+    assert "builds in 2.0% of `full`'s time" in text[0]
+    assert text[1].endswith("at 16 labels block 1, at 256 labels block 2.")
+
+
+def test_the_readme_results_block_stays_under_25_bullets() -> None:
+    """Issue 32: ~100 bullets once; the README keeps the answers and a few findings per task."""
+    guide = pd.DataFrame([{"budget": 256, "pick": "full", "best": "full", "tied": "full", "pick_mean": 0.73,
+                           "pick_seeds": 3, "expected_loss_points": 0.0, "p_best full": 1.0, "margin_points": 1.0,
+                           "pick_gain_over_probe_points": 3.0, "pick_build_seconds": 30.0,
+                           "pick_serve_seconds_per_1000": 6.0}])
+    per_task = {t: {"headline": _headline(), "results": _results(0.73), "comparisons": _comparisons(3.3, 1.0, 5.6),
+                    "shift_compare": pd.DataFrame(), "hparams": pd.DataFrame(), "guide": guide}
+                for t in ("sentiment", "medical", "legal", "a_fourth_task")}
+    block = findings.readme_block(per_task)
+    bullets = [line for line in block.splitlines() if line.startswith("- ")]
+    assert len(bullets) <= 25, len(bullets)
+    assert sum("**medical**" in b for b in bullets) == 2  # its answer and its ranking, once each

@@ -34,7 +34,9 @@ class Recorder:
 
     def _wrap(self, value: Any, path: str) -> Any:
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            return Recorder(value, path, self._log)
+            # a Recorder that `dataclasses.asdict` accepts (it then reads, and logs, every field)
+            recorded = type("RecordedDataclass", (Recorder,), {"__dataclass_fields__": value.__dataclass_fields__})
+            return recorded(value, path, self._log)
         self._log.add(path)
         return value
 

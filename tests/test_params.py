@@ -80,3 +80,16 @@ def test_environment_yml_names_the_same_dependencies_as_pyproject() -> None:
     listed = _names([p for p in pip_section if not p.startswith("-")])
     assert listed == declared
     assert "python=3.11" in env["dependencies"]
+
+
+def test_dropping_a_task_needs_no_edit_to_another_profile(tmp_path) -> None:
+    """Issue 29: removing `legal` from `tasks` once failed on the gpu profile's task_backbones.legal."""
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["tasks"].pop("legal")
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    assert "legal" not in load_params(path).tasks  # cpu active: the gpu profile's legal backbone is not checked
+    raw["profile"] = "gpu"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    with pytest.raises(ParamsError, match="task_backbones: unknown task 'legal'"):
+        load_params(path)

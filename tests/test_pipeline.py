@@ -14,6 +14,7 @@ import yaml
 
 from embedtune.cli import main as cli_main
 from embedtune.notebook import render as run_notebook
+from embedtune.registry import METHOD_ORDER
 
 from .conftest import visible_html
 
@@ -97,16 +98,16 @@ def test_finetune_compare_summary_notebooks(project) -> None:
     probe = pd.read_csv(root / "results" / "toytext" / "probe.csv")
     assert set(full["n_val"]) == set(partial["n_val"]) == set(probe["n_val"])  # one selection set
     hparams = pd.read_csv(root / "results" / "toytext" / "hparams.csv")
-    assert set(hparams["method"]) == {"classic", "probe", "full", "lp_ft", "lora", "partial"}
+    assert set(hparams["method"]) == set(METHOD_ORDER)
     assert (hparams.groupby("method")["chosen"].sum() == 1).all()
     shift = pd.read_csv(root / "results" / "toyimage" / "shift_drops.csv")
-    assert set(shift["method"]) == {"classic", "probe", "full", "lp_ft", "lora", "partial"}
+    assert set(shift["method"]) == set(METHOD_ORDER)
     assert (root / "reports" / "figures" / "toyimage-shift.png").is_file()
     compare_html = (root / "reports" / "toyimage" / "03-compare.html").read_text()
     assert "drop under shift" in compare_html.lower()
     assert str(root.resolve()) not in compare_html  # papermill gets relative paths: no machine path in a report
     headline = json.loads((root / "metrics" / "toyimage" / "headline.json").read_text())
-    assert set(headline["methods"]) == {"classic", "probe", "full", "lp_ft", "lora", "partial"}
+    assert set(headline["methods"]) == set(METHOD_ORDER)
     assert raw["tasks"]["toyimage"]["main_metric"] == headline["metric"]
 
 

@@ -134,3 +134,41 @@ def test_readable_spread_prints_zero_for_identical_values_and_marks_single_seeds
     out = readable_spread(spread)["accuracy std"].tolist()
     assert out[0] == "0" and out[1] == "— (1 seed)" and out[2] == "— (1 seed)"
     assert readable_spread(pd.DataFrame({"x std": [0.0123456, 1.2e-16]}))["x std"].tolist() == ["0.012", "0"]
+
+
+def test_counts_read_as_the_numbers_they_are() -> None:
+    """Issue 32: 10,199 labels once read "1.02 k" (divided by 1e4); LoRA's 332,546 parameters "33.3 k"."""
+    from embedtune.tables import cell_text, count_text
+
+    assert count_text(10199) == "10,199" and count_text(332546) == "332,546" and count_text(10000) == "10,000"
+    assert count_text(22713216) == "22.7 M" and count_text(7.0e9) == "7.00 G"
+    assert cell_text(10199, "budget") == "10,199" and cell_text(5477.0, "crossing budget") == "5,477"
+    assert cell_text(64, "budget") == "64"
+
+
+def test_large_and_tiny_numbers_read_in_one_notation() -> None:
+    from embedtune.tables import cell_text, significant
+
+    assert significant(1.76e6, 3) == "1.76 M" and significant(7.0e9, 3) == "7.00 G" and significant(2.5e15, 2) == "2.5 P"
+    assert significant(5.6e-15, 2) == "0" and significant(-1.2e-16, 3) == "0"
+    assert cell_text(1.76e6 + 0.5, "train_flops") == "1.8 M" and cell_text(41.7e6, "train_flops") == "41.7 M"
+
+
+def test_the_answer_table_reads_the_pick_its_gain_and_its_cost_against_the_probe() -> None:
+    from embedtune.tables import answer_table
+
+    results = pd.DataFrame([{"method": m, "budget": 256, "seed": s, "accuracy": a, "train_seconds": t,
+                             "infer_ms_per_1000": i, "train_flops": f, "infer_flops_per_row": g}
+                            for m, a, t, i, f, g in (("probe", 0.70, 2.0, 5.0, 1e9, 1e8),
+                                                     ("full", 0.75, 20.0, 5.0, 3e12, 1e8)) for s in range(3)])
+    comparisons = pd.DataFrame([{"method_a": "full", "method_b": "probe", "budget": 256, "diff_points": 5.0,
+                                 "ci_low": 3.0, "ci_high": 7.0, "ci_low_adj": 2.0, "ci_high_adj": 8.0,
+                                 "significant": True}])
+    guide = pd.DataFrame([{"budget": 256, "pick": "full", "tied": "lora, full", "pick_mean": 0.75, "pick_seeds": 3}])
+    table = answer_table({"sentiment": {"guide": guide, "results": results, "comparisons": comparisons,
+                                        "headline": {"metric": "accuracy"}}})
+    row = table.iloc[0]
+    assert row["pick"] == "full" and row["tied with the best"] == "lora, full"
+    assert row["gain over probe (points)"] == "+5.0 [+2.0, +8.0]*"  # the simultaneous interval, as the pages show
+    assert row["build × probe (s)"] == "10×" and row["serve × probe (s)"] == "1.0×"
+    assert row["build × probe (FLOPs)"] == "3000×" and row["test score"] == "0.750 (accuracy, 3 seeds)"

@@ -58,7 +58,7 @@ def test_an_rgb_npz_task_passes_prepare_shift_embed_and_probe(project, layout) -
 
 def test_the_shift_seed_reaches_the_rows_compare_pairs_with(project) -> None:
     """Graded shift sets record the clean rows they were built from; compare reads them (not a rebuilt guess)."""
-    from embedtune.compare import _shift_base_rows
+    from embedtune.robustness import _shift_base_rows
     from embedtune.stages import prepare, shift
 
     raw = project["raw"]

@@ -3,6 +3,7 @@ the training code, never trained under EMBEDTUNE_STORE=require, and audited by `
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def test_a_stored_run_is_reused_on_another_host_and_retrained_after_a_training_c
 
     # "another host": auto resolves to bf16 there, and its probe head differs in the last bits
     monkeypatch.setattr(precision, "native_bf16", lambda device: True)
-    heads_path = root / "data" / "probe_heads" / "toytext.npz"
+    heads_path = root / "data" / "probe_heads" / "toytext" / "lp_ft.npz"
     with np.load(heads_path) as npz:
         heads = {k: np.nextafter(npz[k], np.inf) if k.startswith("w_") else npz[k] for k in npz.files}
     np.savez(heads_path, **heads)
@@ -113,14 +114,15 @@ def test_editing_a_display_cell_re_renders_from_the_store_and_trains_nothing(
         project, monkeypatch: pytest.MonkeyPatch) -> None:
     """The whole tiny pipeline once; then a display cell of 03-compare edited, the resume state deleted, and
     every stage forced under EMBEDTUNE_STORE=require (a run missing from the store would fail the stage):
-    every page renders again, the edit shows, and no record is written or rewritten."""
+    every page renders again, the edit shows, and no record is written or rewritten. Then a probe setting
+    changes: the probe and the pages re-run, lp_ft retrains, and `full` trains nothing."""
     import json
 
     from .conftest import dvc_pipeline
 
     raw = project["raw"]
     raw["tasks"].pop("toyimage")
-    raw["methods"] = ["full"]
+    raw["methods"] = ["full", "lp_ft"]
     project["params_path"].write_text(yaml.safe_dump(raw, sort_keys=False))
     root = project["root"]
     done = dvc_pipeline(root)
@@ -146,3 +148,16 @@ def test_editing_a_display_cell_re_renders_from_the_store_and_trains_nothing(
     assert "edited display cell" in page.read_text()
     assert page.read_text().count("data:image/png") == images_before + 1
     assert {p: p.stat().st_mtime_ns for p in (root / "runs").rglob("*") if p.is_file()} == records
+
+    monkeypatch.setenv("EMBEDTUNE_STORE", "use")
+    full_records = {p: p.stat().st_mtime_ns for p in (root / "runs" / "toytext" / "full").rglob("*") if p.is_file()}
+    raw["profiles"]["smoke"]["probe"]["max_iter"] += 1
+    project["params_path"].write_text(yaml.safe_dump(raw, sort_keys=False))
+    probe_edit = scratch.repro(root)
+    assert probe_edit.returncode == 0, probe_edit.stdout[-3000:] + probe_edit.stderr[-3000:]
+    ran = set(re.findall(r"Running stage '([^']+)'", probe_edit.stdout))
+    assert "probe@toytext" in ran and "compare@toytext" in ran and not ran & {"prepare@toytext", "embed@toytext"}
+    # full's stages re-run (DVC's matrix gives every method the probe params lp_ft's key reads) but train
+    # nothing: its records are untouched; lp_ft's key holds the probe settings, so lp_ft trains again
+    assert {p: p.stat().st_mtime_ns for p in (root / "runs" / "toytext" / "full").rglob("*")
+            if p.is_file()} == full_records

@@ -109,9 +109,9 @@ def test_a_project_with_one_tuned_method_and_an_rgb_task_runs_every_stage(projec
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = project["root"] / "results" / "colours"
     comparisons = pd.read_csv(results / "comparisons.csv")
-    assert set(comparisons[["method_a", "method_b"]].to_numpy().ravel()) == {"classic", "probe", "lp_ft"}
+    assert set(comparisons[["method_a", "method_b"]].to_numpy().ravel()) == {"classic", "probe", "layer_probe", "lp_ft"}
     assert len(pd.read_csv(results / "decision.csv")) >= 1
-    for method in ("classic", "probe", "lp_ft"):
+    for method in ("classic", "probe", "layer_probe", "lp_ft"):
         frame = pd.read_csv(results / f"{method}.csv")
         assert frame.loc[frame["budget"] == 48, "accuracy"].mean() > 0.3, (method, frame["accuracy"].tolist())
     assert (project["root"] / "reports" / "index.html").is_file()

@@ -1,4 +1,4 @@
-"""Paired comparisons between methods, crossing budgets, cost ratios and the decision guide.
+"""Paired comparisons between methods, crossing budgets and cost ratios (shift: `robustness`).
 
 Every method scores the same test examples on the same budget subsets and seeds, so differences are
 paired. The interval of a difference (`paired_interval`) has two parts that add in quadrature:
@@ -12,14 +12,13 @@ paired. The interval of a difference (`paired_interval`) has two parts that add 
   z_{0.975} · √cov.
 
 With one seed (the single-seed budgets) the interval is the example bootstrap's normal interval. The
-p-value is the interval's own: the level at which the interval just reaches 0 (so p < 0.05 exactly when
-the 95% interval excludes 0). Within a report the family of all its comparisons is corrected by Holm's
-step-down method: "significant" means the Holm-adjusted p < 0.05, which implies the interval excludes 0. The
-decision of what to pick at a budget (`decision.py`) is a different family: the decisions made, one per task
-and budget, each a one-sided non-inferiority test of a cheaper method against the best (`PairedSpread`),
-Bonferroni-corrected over the decisions and their candidates. A test checks the
-interval's coverage on a simulated paired problem with 3 seeds. Metrics here are `metrics.fast_metric`,
-NumPy versions of the shipped `evaluate` modules (the tests check they agree).
+p-value is the interval's own: the level at which the interval just reaches 0. Two families per task
+(`all_comparisons`): the comparisons with the probe, which the pages show, with simultaneous intervals
+(Bonferroni over the family; the mark "significant" means that interval excludes 0, so mark and interval
+agree), and the other pairs, with Holm's step-down correction within them. What to pick at a budget is a
+different question, decided on the selection rows (`decision.py`). A test checks the interval's coverage
+on a simulated paired problem with 3 seeds. Metrics here are `metrics.fast_metric`, NumPy versions of the
+shipped `evaluate` modules (the tests check they agree).
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from .metrics import fast_metric
-from .registry import MAIN_METRICS, METHOD_ORDER
+from .registry import METHOD_ORDER
 
 # ------------------------------------------------------------------------------------- paired tests
 
@@ -48,22 +47,36 @@ class Comparison:
     high: float
     n_seeds: int
     p_value: float | None = None
-    p_holm: float | None = None  # Holm-adjusted within the report's family (all_comparisons)
+    p_holm: float | None = None  # Holm-adjusted within its family (all_comparisons)
+    # the shown family (every method against the probe): the simultaneous interval, Bonferroni over its size
+    family_size: int | None = None
+    adj_low: float | None = None
+    adj_high: float | None = None
 
     @property
     def significant(self) -> bool:
+        """In the shown family: the simultaneous interval excludes 0 (the mark and the interval shown agree);
+        otherwise Holm within the family of the other pairs."""
+        if self.adj_low is not None and self.adj_high is not None:
+            return self.adj_low > 0 or self.adj_high < 0
         if self.p_holm is not None:
             return self.p_holm < 0.05
         return self.low > 0 or self.high < 0
 
+    def interval_text(self) -> str:
+        if self.adj_low is not None and self.adj_high is not None:
+            return (f"simultaneous 95% CI [{100 * self.adj_low:.1f}, {100 * self.adj_high:.1f}] over the "
+                    f"{self.family_size} comparisons with the probe")
+        return f"95% CI [{100 * self.low:.1f}, {100 * self.high:.1f}]"
+
     def verdict(self) -> str:
-        d, lo, hi = 100 * self.diff, 100 * self.low, 100 * self.high
-        if self.significant:  # Holm-adjusted when available
+        d = 100 * self.diff
+        if self.significant:
             winner, loser = (self.method_a, self.method_b) if d > 0 else (self.method_b, self.method_a)
             return (f"{winner} beats {loser} by {abs(d):.1f} points at {self.budget} labels, "
-                    f"95% CI [{lo:.1f}, {hi:.1f}] ({self.method_a} − {self.method_b})")
+                    f"{self.interval_text()} ({self.method_a} − {self.method_b})")
         return (f"no significant difference between {self.method_a} and {self.method_b} at {self.budget} labels "
-                f"({d:+.1f} points, 95% CI [{lo:.1f}, {hi:.1f}])")
+                f"({d:+.1f} points, {self.interval_text()})")
 
 
 @dataclass(frozen=True)
@@ -186,8 +199,9 @@ def load_predictions(results_dir: Path, method: str) -> dict[str, np.ndarray]:
 
 
 def compare_methods(preds: dict[str, dict[str, np.ndarray]], *, method_a: str, method_b: str, metric: str,
-                    n_boot: int = 1000) -> list[Comparison]:
-    """Paired comparisons of A against B at every budget both have (same seeds, same test set)."""
+                    n_boot: int = 1000, family_size: int | None = None) -> list[Comparison]:
+    """Paired comparisons of A against B at every budget both have (same seeds, same test set); with
+    `family_size`, also the simultaneous interval at 1 − 0.05 / family_size (Bonferroni)."""
     a, b = preds[method_a], preds[method_b]
     y = a["y_test"]
     budgets = sorted({int(k.split("_b")[1]) for k in a if k.startswith("s")} &
@@ -195,10 +209,17 @@ def compare_methods(preds: dict[str, dict[str, np.ndarray]], *, method_a: str, m
     out = []
     for budget in budgets:
         keys = sorted(k for k in a if k.startswith("s") and k.endswith(f"_b{budget}") and k in b)
-        diff, low, high, p = paired_interval(y, [a[k] for k in keys], [b[k] for k in keys], metric=metric,
-                                             thresholds_a=[a.get(f"thr_{k}") for k in keys],
-                                             thresholds_b=[b.get(f"thr_{k}") for k in keys], n_boot=n_boot)
-        out.append(Comparison(method_a, method_b, budget, metric, diff, low, high, len(keys), p_value=p))
+        spread = paired_spread(y, [a[k] for k in keys], [b[k] for k in keys], metric=metric,
+                               thresholds_a=[a.get(f"thr_{k}") for k in keys],
+                               thresholds_b=[b.get(f"thr_{k}") for k in keys], n_boot=n_boot)
+        half = spread.half_width(0.05)
+        adj = spread.half_width(0.05 / family_size) if family_size else None
+        out.append(Comparison(method_a, method_b, budget, metric, spread.observed, spread.observed - half,
+                              spread.observed + half, len(keys),
+                              p_value=_p_value(spread.observed, spread.se_seeds, spread.sd_shared, spread.df),
+                              family_size=family_size,
+                              adj_low=None if adj is None else spread.observed - adj,
+                              adj_high=None if adj is None else spread.observed + adj))
     return out
 
 
@@ -219,7 +240,10 @@ def crossing_budget(comparisons: list[Comparison]) -> int | None:
 def comparisons_frame(comparisons: list[Comparison]) -> pd.DataFrame:
     return pd.DataFrame([{"method_a": c.method_a, "method_b": c.method_b, "budget": c.budget, "metric": c.metric,
                           "diff_points": 100 * c.diff, "ci_low": 100 * c.low, "ci_high": 100 * c.high,
-                          "p_value": c.p_value, "p_holm": c.p_holm, "significant": c.significant,
+                          "p_value": c.p_value, "p_holm": c.p_holm, "family_size": c.family_size,
+                          "ci_low_adj": None if c.adj_low is None else 100 * c.adj_low,
+                          "ci_high_adj": None if c.adj_high is None else 100 * c.adj_high,
+                          "significant": c.significant,
                           "n_seeds": c.n_seeds, "verdict": c.verdict()}
                          for c in comparisons])
 
@@ -267,13 +291,22 @@ def overfitting_gap(curves: pd.DataFrame) -> pd.DataFrame:
 
 def all_comparisons(preds: dict[str, dict[str, np.ndarray]], *, metric: str,
                     n_boot: int = 1000) -> dict[tuple[str, str], list[Comparison]]:
-    """Every pair of methods present (in METHOD_ORDER), A after B in that order."""
+    """Every pair of methods present (in METHOD_ORDER), A after B in that order. Two families: the pairs
+    with the probe (what the pages show: simultaneous intervals, Bonferroni over its size) and the others
+    (Holm within them)."""
     methods = [m for m in METHOD_ORDER if m in preds]
+
+    def budgets(m: str) -> set[int]:
+        return {int(k.split("_b")[1]) for k in preds[m] if k.startswith("s")}
+
+    shown = sum(len(budgets(m) & budgets("probe")) for m in methods if m != "probe") if "probe" in preds else 0
     out = {}
     for i, b in enumerate(methods):
         for a in methods[i + 1:]:
-            out[(a, b)] = compare_methods(preds, method_a=a, method_b=b, metric=metric, n_boot=n_boot)
-    return with_holm(out)
+            out[(a, b)] = compare_methods(preds, method_a=a, method_b=b, metric=metric, n_boot=n_boot,
+                                          family_size=shown if "probe" in (a, b) and shown else None)
+    probe_pairs = {k: v for k, v in out.items() if "probe" in k}
+    return {**with_holm(probe_pairs), **with_holm({k: v for k, v in out.items() if "probe" not in k})}
 
 
 def with_holm(family: dict[tuple[str, str], list[Comparison]]) -> dict[tuple[str, str], list[Comparison]]:
@@ -308,133 +341,6 @@ def headline(results: pd.DataFrame, metric: str) -> dict[str, Any]:
                         for m, r in at.iterrows()},
             "all_labels": {"budget": largest, "methods": {m: {"mean": float(r["mean"]), "seeds": int(r["count"])}
                                                          for m, r in at_all.iterrows()}}}
-
-
-# ------------------------------------------------------------------------------------- shift
-
-
-def load_shift(results_dir: Path) -> pd.DataFrame:
-    """Every method's shift scores (results/<task>/shift/<method>.csv), each graded row (a perturbation or
-    corruption of test rows) with ``clean_rows_<metric>``: the same run's metric on exactly those clean
-    test rows, from its stored test predictions, so that the drop is paired row for row."""
-    results_dir = Path(results_dir)
-    files = sorted((results_dir / "shift").glob("*.csv"))
-    frames = [pd.read_csv(f) for f in files if f.stat().st_size > 1]
-    if not frames:
-        return pd.DataFrame()
-    shift = pd.concat(frames, ignore_index=True)
-    return _with_clean_rows(shift, results_dir)
-
-
-def write_shift_table(results_dir: Path) -> Path:
-    """results/<task>/shift.csv: every method's shift rows in one table (method, seed, budget, set, shift,
-    severity, rows, the task's metrics, and for graded sets the same metrics on the same clean rows)."""
-    from .io import write_csv
-
-    path = Path(results_dir) / "shift.csv"
-    write_csv(path, load_shift(results_dir))
-    return path
-
-
-def _shift_base_rows(results_dir: Path, y_test: np.ndarray, n_rows: int) -> np.ndarray | None:
-    """Indices of the test rows the graded shift sets were built from, as the shift stage recorded them
-    (``test_rows`` in data/shift/<task>/sets.json), checked against the labels stored with the set; None when
-    no graded set of `n_rows` rows records them or they do not match."""
-    import json
-
-    task_dir = results_dir.parents[1] / "data" / "shift" / results_dir.name
-    index = task_dir / "sets.json"
-    if not index.is_file():
-        return None
-    entries = [e for e in json.loads(index.read_text())["sets"]
-               if e["severity"] > 0 and e.get("test_rows") is not None and e["rows"] == n_rows]
-    if not entries:
-        return None
-    path = task_dir / entries[0]["file"]
-    if path.suffix == ".json":
-        stored = np.asarray(json.loads(path.read_text())["y"])
-    else:
-        with np.load(path) as npz:
-            stored = npz["y"]
-    rows = np.asarray(entries[0]["test_rows"], np.int64)
-    return rows if len(rows) == len(stored) and np.array_equal(y_test[rows], stored) else None
-
-
-def _with_clean_rows(shift: pd.DataFrame, results_dir: Path) -> pd.DataFrame:
-    graded = shift["severity"] > 0
-    if not graded.any():
-        return shift
-    metrics = [c for c in MAIN_METRICS if c in shift]
-    shift = shift.copy()
-    for col in metrics:
-        shift[f"clean_rows_{col}"] = np.nan
-    cache: dict[str, dict[str, np.ndarray]] = {}
-    for (method, n_rows), group in shift[graded].groupby(["method", "rows"]):
-        path = results_dir / "preds" / f"{method}.npz"
-        if not path.is_file():
-            continue
-        preds = cache.setdefault(method, load_predictions(results_dir, method))
-        y = preds["y_test"]
-        rows = _shift_base_rows(results_dir, y, int(n_rows))
-        if rows is None:
-            continue
-        for (seed, budget), runs in group.groupby(["seed", "budget"]):
-            key = f"s{seed}_b{budget}"
-            if key not in preds:
-                continue
-            thr = preds.get(f"thr_{key}")
-            for col in metrics:
-                shift.loc[runs.index, f"clean_rows_{col}"] = fast_metric(col, preds[key][rows], y[rows], thr)
-    return shift
-
-
-def shift_drops(results: pd.DataFrame, shift: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Per run and shift set: clean metric, shifted metric and the drop (clean − shifted, points). Graded
-    sets compare with the same clean rows (`load_shift`); new sources with the whole clean test split."""
-    if shift.empty:
-        return pd.DataFrame()
-    clean = results[["method", "seed", "budget", metric]].rename(columns={metric: "clean"})
-    clean["method"] = clean["method"].astype(str)
-    merged = shift.merge(clean, on=["method", "seed", "budget"], how="inner")
-    paired = f"clean_rows_{metric}"
-    if paired in merged:
-        merged["clean"] = merged[paired].where(merged[paired].notna(), merged["clean"])
-    merged = merged.rename(columns={metric: "shifted"})
-    merged["drop_points"] = 100 * (merged["clean"] - merged["shifted"])
-    return merged[["method", "seed", "budget", "set", "shift", "severity", "rows", "clean", "shifted", "drop_points"]]
-
-
-def drop_differences(drops: pd.DataFrame, *, reference: str = "probe") -> pd.DataFrame:
-    """Paired difference of drops (method − reference) per budget and shift family: mean over the family's
-    sets per seed, then a t-interval over seeds (a single seed gets the sets' spread instead, stated in
-    `basis`). Positive = the method loses more under shift than the reference."""
-    from scipy import stats
-
-    if drops.empty:
-        return pd.DataFrame()
-    per_seed = drops.groupby(["method", "budget", "shift", "seed"])["drop_points"].mean().reset_index()
-    ref = per_seed[per_seed["method"] == reference].rename(columns={"drop_points": "ref"}).drop(columns="method")
-    paired = per_seed[per_seed["method"] != reference].merge(ref, on=["budget", "shift", "seed"])
-    paired["diff"] = paired["drop_points"] - paired["ref"]
-    rows = []
-    for (method, budget, family), group in paired.groupby(["method", "budget", "shift"]):
-        values = group["diff"].to_numpy()
-        basis = "seeds"
-        if len(values) < 2:
-            sets = drops[(drops["method"] == method) & (drops["budget"] == budget) & (drops["shift"] == family)]
-            refs = drops[(drops["method"] == reference) & (drops["budget"] == budget) & (drops["shift"] == family)]
-            both = sets.merge(refs, on=["seed", "set"], suffixes=("", "_ref"))
-            values = (both["drop_points"] - both["drop_points_ref"]).to_numpy()
-            basis = "sets (one seed)"
-        mean = float(np.mean(values))
-        if len(values) > 1:
-            half = float(stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / np.sqrt(len(values)))
-        else:
-            half = float("nan")
-        rows.append({"method": method, "reference": reference, "budget": int(budget), "shift": family,
-                     "diff_drop_points": mean, "ci_low": mean - half, "ci_high": mean + half, "n": len(values),
-                     "basis": basis, "significant": bool(np.isfinite(half) and abs(mean) > half)})
-    return pd.DataFrame(rows)
 
 
 def readable(frame: pd.DataFrame, *, missing: str = "—") -> pd.DataFrame:

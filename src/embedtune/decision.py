@@ -32,18 +32,43 @@ from .registry import METHOD_ORDER
 ALPHA = 0.05
 
 
-def cost_to_build(results: pd.DataFrame, *, embed_seconds_per_row: float | None, n_val: int) -> pd.Series:
+def cost_to_build(results: pd.DataFrame, *, embed_seconds_per_row: float | None, n_val: int,
+                  search_seconds: dict[tuple[str, int], float] | None = None) -> pd.Series:
     """Seconds to build each run's model, labelling aside: embedding the rows it needs (probe: budget +
-    selection rows) + fitting, or the whole training run (tuned methods; partial adds its lower blocks)."""
+    selection rows) + fitting, or the whole training run (tuned methods; partial adds its lower blocks;
+    lp_ft adds the probe it starts from, same seed and budget). A tuned method also carries its learning-rate
+    search at the searched budget whose pick it uses (`search_seconds[(method, searched budget)]`: every
+    tried rate's run), since reproducing the choice costs that search."""
+    from .plan import nearest_searched
+
     cost = results["train_seconds"].astype(float).copy()
-    probe = results["method"].astype(str) == "probe"
+    method = results["method"].astype(str)
+    probe = method == "probe"
     if embed_seconds_per_row is not None:
         cost[probe] += embed_seconds_per_row * (results.loc[probe, "budget"].astype(float) + n_val)
     if "lower_blocks_seconds_per_row" in results:
-        part = results["method"].astype(str) == "partial"
+        part = method == "partial"
         cost[part] += results.loc[part, "lower_blocks_seconds_per_row"].astype(float) * (
             results.loc[part, "budget"].astype(float) + n_val)
+    probe_cost = {(int(s), int(b)): float(c) for s, b, c in zip(results.loc[probe, "seed"], results.loc[probe, "budget"],
+                                                                  cost[probe])}
+    lp_ft = method == "lp_ft"
+    cost[lp_ft] += [probe_cost.get((int(s), int(b)), np.nan)
+                    for s, b in zip(results.loc[lp_ft, "seed"], results.loc[lp_ft, "budget"])]
+    for m in set(method) & {key[0] for key in (search_seconds or {})}:
+        searched = sorted(b for mm, b in search_seconds if mm == m)
+        rows = method == m
+        cost[rows] += [search_seconds[(m, nearest_searched(int(b), searched))] for b in results.loc[rows, "budget"]]
     return cost
+
+
+def search_seconds(hparams: pd.DataFrame) -> dict[tuple[str, int], float]:
+    """Training seconds of each tuned method's learning-rate search per searched budget (hparams.csv rows
+    with ``train_seconds``; probe and classic rows have none: their C search is inside their fit)."""
+    if hparams.empty or "train_seconds" not in hparams:
+        return {}
+    rows = hparams[hparams["hyperparameter"] == "lr"].dropna(subset=["train_seconds"])
+    return {(str(m), int(b)): float(v) for (m, b), v in rows.groupby(["method", "budget"])["train_seconds"].sum().items()}
 
 
 def selection_runs(preds: dict[str, np.ndarray], budget: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
@@ -109,12 +134,14 @@ def _detectable(sd_points: list[float], level: float, power: float = 0.8) -> flo
 
 def decision_guide(results: pd.DataFrame, preds: dict[str, dict[str, np.ndarray]], *, metric: str,
                    embed_seconds_per_row: float | None, margin: float = 1.0, alpha: float = ALPHA,
-                   n_boot: int = 500, seed: int = 0) -> pd.DataFrame:
+                   n_boot: int = 500, seed: int = 0,
+                   search: dict[tuple[str, int], float] | None = None) -> pd.DataFrame:
     """Per budget: the pick made on the selection rows (module docstring), the set tied with the best, P(best)
     and expected loss per method, the pick's test score, its gain over the probe on test, and costs."""
     n_val = int(results["n_val"].dropna().iloc[0]) if "n_val" in results and results["n_val"].notna().any() else 0
     frame = results.assign(build_seconds=cost_to_build(results, embed_seconds_per_row=embed_seconds_per_row,
-                                                       n_val=n_val), method=results["method"].astype(str))
+                                                       n_val=n_val, search_seconds=search),
+                           method=results["method"].astype(str))
     rows = []
     for budget in sorted(int(b) for b in frame["budget"].unique()):
         group = frame[frame["budget"] == budget]

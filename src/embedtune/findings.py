@@ -33,27 +33,34 @@ def _pts(value: float) -> str:
 
 
 def comparison_sentence(row: pd.Series | dict[str, Any]) -> str:
-    """One sentence for a paired comparison row (method_a − method_b, in points)."""
+    """One sentence for a paired comparison row (method_a − method_b, in points). Pairs with the probe use
+    their simultaneous interval (Bonferroni over the comparisons with the probe), the one the mark follows;
+    other pairs their 95% interval and Holm's correction within their family."""
     a, b, budget = row["method_a"], row["method_b"], int(row["budget"])
-    d, lo, hi = float(row["diff_points"]), float(row["ci_low"]), float(row["ci_high"])
+    d = float(row["diff_points"])
+    adjusted = row.get("ci_low_adj") is not None and pd.notna(row.get("ci_low_adj"))
+    lo, hi = ((float(row["ci_low_adj"]), float(row["ci_high_adj"])) if adjusted
+              else (float(row["ci_low"]), float(row["ci_high"])))
     seeds = int(row.get("n_seeds", 0) or 0)
     basis = f"{seeds} seed{'s' if seeds != 1 else ''}"
+    label = (f"simultaneous 95% CI over {int(row['family_size'])} comparisons with the probe" if adjusted
+             else "95% CI")
     holm_sig = row.get("significant")
-    if holm_sig is not None and not pd.isna(holm_sig) and not bool(holm_sig) and (lo > 0 or hi < 0):
-        # the interval alone excludes zero, but not after Holm's correction over the report's comparisons
-        return (f"`{a}` − `{b}` at {budget} labels: {_pts(d)} points (95% CI [{lo:.1f}, {hi:.1f}], {basis}); "
-                "not significant after Holm's correction over this report's comparisons.")
+    if not adjusted and holm_sig is not None and not pd.isna(holm_sig) and not bool(holm_sig) and (lo > 0 or hi < 0):
+        # the interval alone excludes zero, but not after Holm's correction within its family
+        return (f"`{a}` − `{b}` at {budget} labels: {_pts(d)} points ({label} [{lo:.1f}, {hi:.1f}], {basis}); "
+                "not significant after Holm's correction within its family.")
     if lo > 0:
-        return f"`{a}` beats `{b}` at {budget} labels by {d:.1f} points (95% CI [{lo:.1f}, {hi:.1f}], {basis})."
+        return f"`{a}` beats `{b}` at {budget} labels by {d:.1f} points ({label} [{lo:.1f}, {hi:.1f}], {basis})."
     if hi < 0:
-        return f"`{a}` loses to `{b}` at {budget} labels by {-d:.1f} points (95% CI [{lo:.1f}, {hi:.1f}], {basis})."
-    return (f"`{a}` and `{b}` do not differ significantly at {budget} labels ({_pts(d)} points, 95% CI "
+        return f"`{a}` loses to `{b}` at {budget} labels by {-d:.1f} points ({label} [{lo:.1f}, {hi:.1f}], {basis})."
+    return (f"`{a}` and `{b}` do not differ significantly at {budget} labels ({_pts(d)} points, {label} "
             f"[{lo:.1f}, {hi:.1f}], {basis}).")
 
 
 def task_findings(task: str, *, results: pd.DataFrame, comparisons: pd.DataFrame, headline: dict[str, Any],
                   shift_compare: pd.DataFrame, hparams: pd.DataFrame, curves: pd.DataFrame | None = None,
-                  guide: pd.DataFrame | None = None) -> list[str]:
+                  guide: pd.DataFrame | None = None, layer_mass: pd.DataFrame | None = None) -> list[str]:
     """The generated findings of one task, most important first."""
     metric, budget = headline["metric"], int(headline["budget"])
     out: list[str] = []
@@ -85,6 +92,7 @@ def task_findings(task: str, *, results: pd.DataFrame, comparisons: pd.DataFrame
                    if value is not None else
                    f"`{method}` has no crossing budget: it is not significantly better than the probe at the "
                    "largest budget run, or not at every budget between some budget and the largest.")
+    out.extend(layer_probe_findings(results=results, comparisons=comparisons, budget=budget, mass=layer_mass))
     aim = aim_finding(task, headline, results)
     if aim is not None:
         out.append(aim)
@@ -93,6 +101,52 @@ def task_findings(task: str, *, results: pd.DataFrame, comparisons: pd.DataFrame
     out.extend(search_findings(hparams, results))
     out.extend(schedule_findings(results))
     out.extend(power_findings(guide))
+    return out
+
+
+def layer_probe_findings(*, results: pd.DataFrame, comparisons: pd.DataFrame, budget: int,
+                         mass: pd.DataFrame | None) -> list[str]:
+    """Does reading every block close the frozen probe's gap to the best tuned method at `budget`, by how
+    much (its interval against that method), at what fraction of its build and serve time; and which
+    blocks the head reads at the smallest and largest budget."""
+    methods = set(results["method"].astype(str))
+    if "layer_probe" not in methods or "probe" not in methods:
+        return []
+    if not len(comparisons):
+        return []
+    at = results[results["budget"] == budget]
+    metric = str(comparisons["metric"].iloc[0])  # the task's main metric
+    means = at.groupby("method")[metric].mean()
+    tuned = [m for m in TUNED if m in means]
+    if not tuned or "layer_probe" not in means:
+        return []
+    best = max(tuned, key=lambda m: means[m])
+    gap = 100 * (means[best] - means["probe"])
+    closed = 100 * (means["layer_probe"] - means["probe"])
+    row = comparisons[(comparisons["method_a"] == best) & (comparisons["method_b"] == "layer_probe")
+                      & (comparisons["budget"] == budget)]
+    build = at.groupby("method")["train_seconds"].median()
+    serve = at.groupby("method")["infer_ms_per_1000"].median()
+    share = f"{closed / gap:.0%} of" if gap > 0 else "none of (the probe is not behind)"
+    text = (f"`layer_probe` at {budget} labels: {means['layer_probe']:.3f} against the probe's {means['probe']:.3f} "
+            f"and the best tuned method `{best}`'s {means[best]:.3f}, closing {share} the probe's "
+            f"{gap:.1f}-point gap")
+    if len(row):
+        r = row.iloc[0]
+        text += (f"; `{best}` − `layer_probe` {float(r['diff_points']):+.1f} points (95% CI "
+                 f"[{float(r['ci_low']):.1f}, {float(r['ci_high']):.1f}], "
+                 f"{'significant' if bool(r['significant']) else 'not significant'} after Holm within its family)")
+    text += (f"; it builds in {build['layer_probe'] / build[best]:.1%} of `{best}`'s time and serves at "
+             f"{serve['layer_probe'] / serve[best]:.0%} of its time per prediction.")
+    out = [text]
+    if mass is not None and len(mass):
+        table = mass.groupby(["budget", "block"])["mass"].mean().reset_index()
+        ends = sorted(table["budget"].unique())
+        blocks = int(table["block"].max()) + 1
+        parts = [f"at {int(b):,} labels block {int(table[table['budget'] == b].sort_values('mass').iloc[-1]['block'])}"
+                 for b in (ends[0], ends[-1])]
+        out.append(f"Where `layer_probe` reads (the block with the most head weight, of {blocks}; 0 = lowest): "
+                   + ", ".join(parts) + ".")
     return out
 
 
@@ -345,14 +399,26 @@ def readme_block(per_task: dict[str, dict[str, Any]], *, run_time: dict[str, Any
     lines += ["", "### The answer per domain (generated)", ""]
     for task, t in per_task.items():
         lines.append(f"- {guide_sentence(task, t['guide'], t['headline']['metric'])}")
-    lines += ["", "### Findings (generated)", ""]
+    lines += ["", "### Findings (generated; every task's full list is on its compare page)", ""]
     for task, t in per_task.items():
-        for sentence in task_findings(task, results=t["results"], comparisons=t["comparisons"],
-                                      headline=t["headline"], shift_compare=t["shift_compare"],
-                                      hparams=t["hparams"], curves=t.get("curves"), guide=t.get("guide")):
+        for sentence in readme_findings(task, t):
             lines.append(f"- {sentence}")
     lines += ["", MARK_END]
     return "\n".join(lines)
+
+
+README_FINDINGS_PER_TASK = 3  # the README stays short (≤ 25 bullets in all); detail lives on the task pages
+
+
+def readme_findings(task: str, t: dict[str, Any]) -> list[str]:
+    """A task's few README findings: its ranking at the headline budget, what the layer probe closes, and the
+    best full-data result against its published aim (the compare page keeps the rest)."""
+    ranking = task_findings(task, results=t["results"], comparisons=t["comparisons"], headline=t["headline"],
+                            shift_compare=pd.DataFrame(), hparams=pd.DataFrame())[:1]
+    layered = layer_probe_findings(results=t["results"], comparisons=t["comparisons"],
+                                   budget=int(t["headline"]["budget"]), mass=None)
+    aim = aim_finding(task, t["headline"], t["results"])
+    return (ranking + layered + ([aim] if aim else []))[:README_FINDINGS_PER_TASK]
 
 
 def update_readme(readme: Path, block: str) -> None:

@@ -359,7 +359,9 @@ def parse_params(raw: dict[str, Any], *, profile: str | None = None) -> Params:
             raise ParamsError(f"profiles.{name}.finetune.length_grouping: bad value {prof.finetune.length_grouping}; "
                               "allowed values: integers >= 1 (1 = no grouping)")
         for task_name in prof.embed.task_backbones:
-            if task_name not in tasks:
+            # task-keyed settings are checked for the active profile only: dropping a task from `tasks` needs
+            # no edit to another profile (that profile's check runs when it is chosen)
+            if task_name not in tasks and name == chosen:
                 raise ParamsError(
                     f"profiles.{name}.embed.task_backbones: unknown task {task_name!r}; allowed: {sorted(tasks)}"
                 )

@@ -1,6 +1,6 @@
 """Where every stage reads and writes, per task: one place for the layout dvc.yaml declares.
 
-``data/prepared/<task>/``, ``data/embeddings/<task>/``, ``data/shift/<task>/``, ``data/probe_heads/<task>.npz``
+``data/prepared/<task>/``, ``data/embeddings/<task>/``, ``data/shift/<task>/``, ``data/probe_heads/<task>/<method>.npz``
 (DVC cache); ``results/<task>/``, ``metrics/<task>/``, ``reports/<task>/`` and ``reports/figures/`` (git);
 ``checkpoints/<task>/`` (the fine-tuning run cache, neither).
 """
@@ -32,8 +32,19 @@ class TaskPaths:
         return self.root / "data" / "embeddings" / self.task
 
     @property
+    def layer_features(self) -> Path:
+        """Every block's pooled features of train / val / test (layers.py), beside the embeddings."""
+        return self.embeddings / "layers.npz"
+
+    @property
     def probe_heads(self) -> Path:
-        return self.root / "data" / "probe_heads" / f"{self.task}.npz"
+        """The raw-feature probe heads lp_ft starts from (`probe_input("lp_ft")`)."""
+        return self.probe_input("lp_ft")
+
+    def probe_input(self, method: str) -> Path:
+        """What tuned `method` reads from the probe: lp_ft its raw-feature heads, every other an empty file
+        (so only lp_ft's stages depend on a probe change)."""
+        return self.root / "data" / "probe_heads" / self.task / f"{method}.npz"
 
     @property
     def shift(self) -> Path:

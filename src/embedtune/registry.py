@@ -30,6 +30,7 @@ class Metric:
 METHODS: tuple[Method, ...] = (
     Method("classic", "probe", "TF-IDF / raw pixels + logistic regression", "#7f7f7f"),
     Method("probe", "probe", "linear probe on frozen embeddings", "#1f77b4"),
+    Method("layer_probe", "probe", "linear head on every block's features (group lasso over blocks)", "#17becf"),
     Method("partial", "tuned", "top blocks fine-tuned", "#ff7f0e"),
     Method("lora", "tuned", "LoRA adapters", "#2ca02c"),
     Method("lp_ft", "tuned", "linear probe, then full fine-tuning", "#9467bd"),

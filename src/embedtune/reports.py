@@ -113,8 +113,11 @@ def training_curves_figure(curves: pd.DataFrame, *, title: str = "") -> Any:
         ax_loss.plot(mean.index, mean["val_loss"], "-", color=color, label=f"{budget} val")
         ax_metric.plot(mean.index, mean["train_metric"], "--", color=color)
         ax_metric.plot(mean.index, mean["val_metric"], "-", color=color)
-    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss (dashed: train, solid: validation)")
-    ax_metric.set(xlabel="epoch", ylabel="main metric", title="main metric (dashed: train, solid: validation)")
+    # a round is a fixed number of optimizer steps (engine.schedule), not an epoch: small budgets see many
+    # epochs per round, all-label runs a fraction of one
+    ax_loss.set(xlabel="evaluation round", ylabel="loss", title="loss (dashed: train, solid: validation)")
+    ax_metric.set(xlabel="evaluation round", ylabel="main metric",
+                  title="main metric (dashed: train, solid: validation)")
     ax_loss.legend(fontsize=7, ncol=2)
     for ax in (ax_loss, ax_metric):
         ax.grid(alpha=0.3)
@@ -152,39 +155,43 @@ def shift_figure(drops: pd.DataFrame, metric: str, *, budget: int, title: str = 
     (corruptions, perturbation strengths); right: metric per real new source (severity 0), clean beside it."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     at = drops[drops["budget"] == budget] if not drops.empty else drops
     methods = [m for m in METHOD_ORDER if not at.empty and m in set(at["method"])]
     graded = at[at["severity"] > 0] if not at.empty else at
     sources = at[at["severity"] == 0] if not at.empty else at
+    # no empty panel: the new-source panel only where the task has a real new source
+    fig, axes = plt.subplots(1, 2 if len(sources) else 1, figsize=(11 if len(sources) else 6, 4.2), squeeze=False)
+    axes = axes[0]
     for method in methods:
         g = graded[graded["method"] == method]
         if len(g):
             curve = g.groupby("severity")["shifted"].mean()
             clean = g["clean"].mean()
-            axes[0].plot([0, *curve.index], [clean, *curve.values], marker="o", label=method)
-    axes[0].set_xlabel("severity (0 = clean test split)")
+            axes[0].plot([0, *curve.index], [clean, *curve.values], marker="o", label=method,
+                         color=COLORS.get(method))
+    axes[0].set_xlabel("severity (0 = the same rows, unshifted)")
     axes[0].set_ylabel(f"{metric} (mean over shift sets and seeds)")
     axes[0].set_title("graded shifts")
     if len(sources):
         names = sorted(set(sources["set"]))
         width = 0.8 / max(len(methods), 1)
         for i, method in enumerate(methods):
-            g = sources[sources["method"] == method].groupby("set")["shifted"].mean()
-            clean = sources[sources["method"] == method]["clean"].mean()
+            part = sources[sources["method"] == method]
+            g = part.groupby("set")["shifted"].agg(["mean", "std"])
+            per_seed_clean = part.groupby("seed")["clean"].mean()
             xs = np.arange(len(names) + 1) + i * width
-            axes[1].bar(xs, [clean, *[g.get(n, np.nan) for n in names]], width=width, label=method)
+            heights = [per_seed_clean.mean(), *[g["mean"].get(n, np.nan) for n in names]]
+            errors = [per_seed_clean.std(), *[g["std"].get(n, np.nan) for n in names]]  # sd over seeds
+            axes[1].bar(xs, heights, width=width, label=method, color=COLORS.get(method),
+                        yerr=np.nan_to_num(errors), capsize=2)
         axes[1].set_xticks(np.arange(len(names) + 1) + 0.4 - width / 2, ["clean test", *names])
         axes[1].set_ylabel(metric)
-        axes[1].set_title("new sources")
-    else:
-        axes[1].text(0.5, 0.5, "no real new-source shift set for this task", ha="center", va="center")
-        axes[1].set_axis_off()
-    for ax in axes:
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
+        axes[1].set_title("new sources (bars: mean, whiskers: sd over seeds)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:  # one legend below the panels: it never covers a bar
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 7), fontsize=9, frameon=False)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
 
 
@@ -251,7 +258,7 @@ def index_html(*, reports_dir: Path, per_task: dict[str, dict[str, Any]], info: 
     each task's decision guide), then one section per task (paired differences against the probe, key
     figures, links to its rendered notebooks), then every report. Relative links only."""
     from .decision import guide_sentence
-    from .tables import paired_table, readable
+    from .tables import answer_table, paired_table, readable
 
     reports_dir = Path(reports_dir)
     # the summary stage renders summary.html after writing this page: it is always listed
@@ -278,6 +285,12 @@ def index_html(*, reports_dir: Path, per_task: dict[str, dict[str, Any]], info: 
              "vertical-align:top}figcaption{font-size:0.8em}</style></head><body>",
              "<h1>Embed or Tune — frozen embeddings + probe vs fine-tuning vs hybrids</h1>",
              "<p>" + " · ".join(f"<b>{html.escape(k)}</b>: {html.escape(v)}" for k, v in info.items()) + "</p>",
+             "<h2>The answer at a glance</h2>",
+             f"<p>Per task and label budget: the pick (the cheapest method tied with the best on the selection "
+             f"rows), its test score, its gain over the frozen probe (points, simultaneous 95% interval; * = it "
+             f"excludes 0) and its cost relative to the probe. Backbones: {html.escape(info.get('backbones', '—'))}; "
+             f"hardware: {html.escape(info.get('machine', '—'))}; profile: {html.escape(info.get('profile', '—'))}."
+             "</p>", frame_html(answer_table(per_task)) if per_task else "<p>No results yet.</p>",
              "<h2>The answer per domain</h2><ul>"]
     for task, t in per_task.items():
         sentence = guide_sentence(task, t["guide"], t["headline"]["metric"])
@@ -299,7 +312,7 @@ def index_html(*, reports_dir: Path, per_task: dict[str, dict[str, Any]], info: 
                             "pick_serve_seconds_per_1000") if c in guide]
         parts += [f"<h2 id='{html.escape(task)}'>{html.escape(task)}</h2>",
                   "<h3>Decision guide</h3>", frame_html(readable(guide[cols] if cols else guide)),
-                  "<h3>Each method against the probe (points, 95% interval; * significant after Holm)</h3>",
+                  "<h3>Each method against the probe (points, simultaneous 95% interval over these comparisons; * = it excludes 0)</h3>",
                   frame_html(paired_table(t["comparisons"])),
                   figure(f"{task}-learning-curves.png", f"{task}: learning curves"),
                   figure(f"{task}-cost-quality.png", f"{task}: cost vs quality"),
@@ -314,8 +327,15 @@ def index_html(*, reports_dir: Path, per_task: dict[str, dict[str, Any]], info: 
     return path
 
 
-def readme_section(*, headlines: dict[str, dict[str, Any]], info: dict[str, str], key_figure: str | None) -> str:
-    lines = [README_BEGIN, "",
+def readme_section(*, headlines: dict[str, dict[str, Any]], info: dict[str, str], key_figure: str | None,
+                   answer: pd.DataFrame | None = None) -> str:
+    lines = [README_BEGIN, ""]
+    if answer is not None and not answer.empty:
+        lines += ["**The answer at a glance** (backbones: " + info.get("backbones", "—") + "; " + info["machine"]
+                  + f"; profile `{info['profile']}`): the pick per task and budget, decided on the selection rows, "
+                  "its test score, its gain over the probe (points, simultaneous 95% interval; * = it excludes 0) and "
+                  "its cost relative to the probe.", "", markdown_table(answer), ""]
+    lines += [
              f"Profile **{info['profile']}**, commit `{info['commit']}` (source tree {info.get('source tree', 'unknown')}), "
              f"{info['date']}, {info['machine']}. "
              "Test split; mean ± standard deviation over seeds at the largest label budget all methods share. "

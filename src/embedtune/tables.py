@@ -1,6 +1,6 @@
 """Tables a reader sees (summary page, index, compare page), with every number rounded to what it can
-support: metrics at 3 significant digits, ratios, seconds and every other quantity at 2, counts in k/M/G at
-3 (`readable`). No cell on a page carries more than 4 significant digits.
+support: metrics at 3 significant digits, ratios, seconds and every other quantity at 2, counts exact below
+a million, larger quantities with M/G/T/P at 3 (`readable`). No cell on a page carries more than 4 significant digits.
 """
 
 from __future__ import annotations
@@ -15,23 +15,31 @@ from .registry import METHOD_ORDER, METRIC_NAMES
 METRIC_WORDS = (*METRIC_NAMES, "val_score", "mean", "pick_mean", "best_mean", "runner_up_mean", "clean", "shifted")
 
 
+LARGE = ((1e15, " P"), (1e12, " T"), (1e9, " G"), (1e6, " M"))
+NOISE = 1e-9  # below this a shown number is float noise (a deterministic spread of 1e-16), shown as 0
+
+
 def significant(value: float, digits: int) -> str:
-    """`value` at `digits` significant digits, without exponent for ordinary magnitudes."""
-    if value == 0 or not math.isfinite(value):
-        return "0" if value == 0 else str(value)
+    """`value` at `digits` significant digits, without exponent: a million and more with M / G / T / P (one
+    notation per column: FLOPs read "1.76 M" and "7.00 G", never "1.76e+06"), float noise as 0."""
+    if abs(value) < NOISE or not math.isfinite(value):
+        return "0" if math.isfinite(value) else str(value)
+    for size, suffix in LARGE:
+        if abs(value) >= size:
+            return significant(value / size, digits) + suffix
     magnitude = math.floor(math.log10(abs(value)))
-    if magnitude >= 6 or magnitude < -4:
+    if magnitude < -4:
         return f"{value:.{digits - 1}e}"
     places = digits - 1 - magnitude  # negative: round to tens, hundreds, ...
     return f"{round(value, places):.{max(places, 0)}f}"
 
 
 def count_text(value: float) -> str:
-    """A large count at 3 significant digits with a k / M / G suffix (22713216 → "22.7 M")."""
-    for size, suffix in ((1e9, " G"), (1e6, " M"), (1e4, " k")):
-        if abs(value) >= size:
-            return significant(value / size, 3) + suffix
-    return f"{value:.0f}"
+    """A count: exact with thousands separators below a million (10199 → "10,199", a budget or a parameter
+    count a reader compares across pages), else 3 significant digits with M / G (22713216 → "22.7 M")."""
+    if abs(value) >= 1e6:
+        return significant(value, 3)
+    return f"{value:,.0f}"
 
 
 def _is_metric(column: str) -> bool:
@@ -46,8 +54,8 @@ def cell_text(value: Any, column: str, *, missing: str = "—") -> Any:
         return missing
     if isinstance(value, bool) or isinstance(value, str):
         return value
-    if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) >= 1e4):
-        return count_text(float(value)) if abs(value) >= 1e4 else str(int(value))
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) >= 100):
+        return count_text(float(value))  # a count or budget: exact (5477 stays 5,477, never "5500")
     if isinstance(value, float):
         return significant(value, 3 if _is_metric(column) else 2)
     return value
@@ -74,6 +82,8 @@ def vs_probe(comparisons: pd.DataFrame, method: str, budget: int) -> pd.Series |
     row = back.iloc[0].copy()
     row["method_a"], row["method_b"] = method, "probe"
     row["diff_points"], row["ci_low"], row["ci_high"] = -row["diff_points"], -row["ci_high"], -row["ci_low"]
+    if "ci_low_adj" in row and pd.notna(row["ci_low_adj"]):
+        row["ci_low_adj"], row["ci_high_adj"] = -row["ci_high_adj"], -row["ci_low_adj"]
     return row
 
 
@@ -130,14 +140,17 @@ def _mean_sd(values: pd.Series) -> str:
 
 def paired_table(comparisons: pd.DataFrame) -> pd.DataFrame:
     """Every method against the probe, one row per method and one column per budget: the paired difference
-    in points with its 95% interval, ``*`` when it survives Holm's correction (compare's statistics)."""
+    in points with its simultaneous 95% interval (Bonferroni over these comparisons), ``*`` when that
+    interval excludes 0: the mark and the interval agree (compare's statistics)."""
     rows: dict[str, dict[str, str]] = {}
     for _, r in comparisons.iterrows():
         if "probe" not in (r["method_a"], r["method_b"]) or r["method_a"] == r["method_b"]:
             continue
         sign = 1.0 if r["method_a"] != "probe" else -1.0  # oriented as method − probe
         method = r["method_a"] if sign > 0 else r["method_b"]
-        low, high = sorted((sign * r["ci_low"], sign * r["ci_high"]))
+        adjusted = "ci_low_adj" in r and pd.notna(r["ci_low_adj"])
+        lo_col, hi_col = ("ci_low_adj", "ci_high_adj") if adjusted else ("ci_low", "ci_high")
+        low, high = sorted((sign * r[lo_col], sign * r[hi_col]))
         cell = f"{sign * r['diff_points']:+.1f} [{low:+.1f}, {high:+.1f}]" + ("*" if bool(r["significant"]) else "")
         rows.setdefault(str(method), {})[str(int(r["budget"]))] = cell
     if not rows:
@@ -233,3 +246,44 @@ def guide_table(guide: pd.DataFrame) -> pd.DataFrame:
     P(best), selection and test scores and costs stay in decision.csv)."""
     cols = [c for c in ("task", *GUIDE_COLUMNS) if c in guide]
     return readable(guide[cols], missing="—")
+
+
+def answer_table(per_task: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """The answer at a glance, one row per task × budget: what to pick (decided on the selection rows) and what
+    it ties with, its test score, its gain over the probe with the interval the pages show, and its cost
+    relative to the probe (build and serve: seconds and FLOPs). Read from decision.csv, the comparisons and
+    the result rows."""
+    rows = []
+    for task, t in per_task.items():
+        guide = t["guide"]
+        if guide.empty:  # no decision yet for this task: nothing to show
+            continue
+        results, comparisons = t["results"], t["comparisons"]
+        metric = t["headline"]["metric"]
+        med = results.assign(method=results["method"].astype(str)).groupby(["method", "budget"]).median(
+            numeric_only=True)
+        for _, r in guide.iterrows():
+            pick, budget = str(r["pick"]), int(r["budget"])
+            gain = "—"
+            if pick != "probe":
+                row = vs_probe(comparisons, pick, budget)
+                if row is not None:
+                    adj = "ci_low_adj" in row and pd.notna(row["ci_low_adj"])
+                    lo, hi = (row["ci_low_adj"], row["ci_high_adj"]) if adj else (row["ci_low"], row["ci_high"])
+                    gain = f"{row['diff_points']:+.1f} [{lo:+.1f}, {hi:+.1f}]" + ("*" if bool(row["significant"]) else "")
+
+            def ratio(column: str, pick: str = pick, budget: int = budget, med: pd.DataFrame = med) -> str:
+                try:
+                    value = float(med.loc[(pick, budget), column]) / float(med.loc[("probe", budget), column])
+                except (KeyError, ZeroDivisionError):
+                    return "—"
+                return f"{significant(value, 2)}×" if math.isfinite(value) else "—"
+
+            rows.append({"task": task, "labels": count_text(budget), "pick": pick,
+                         "tied with the best": str(r.get("tied", "")),
+                         "test score": f"{r['pick_mean']:.3f} ({metric}, {int(r['pick_seeds'])} seeds)",
+                         "gain over probe (points)": gain,
+                         "build × probe (s)": ratio("train_seconds"), "serve × probe (s)": ratio("infer_ms_per_1000"),
+                         "build × probe (FLOPs)": ratio("train_flops"),
+                         "serve × probe (FLOPs)": ratio("infer_flops_per_row")})
+    return pd.DataFrame(rows)

@@ -8,8 +8,8 @@ from typing import Any
 
 import pandas as pd
 
-from .. import compare, reports
-from ..decision import decision_guide
+from .. import compare, reports, robustness
+from ..decision import decision_guide, search_seconds
 from ..io import read_json, write_csv, write_json
 from ..params import Params
 from ..paths import TaskPaths
@@ -32,20 +32,18 @@ def run(params: Params, task: str, *, root: Path = Path("."), n_boot: int = 1000
     if not embed_meta.is_file():  # the probe's build cost needs it: never substitute a guess
         raise FileNotFoundError(f"{embed_meta} not found; the embed stage writes it: dvc repro embed@{task}")
     seconds_per_row = (read_json(embed_meta).get("cost", {}) or {}).get("seconds_per_row")
-    guide = decision_guide(results, preds, metric=metric, embed_seconds_per_row=seconds_per_row,
-                           margin=params.scale.decision.margin_points)
-    write_csv(paths.results / "decision.csv", guide)
+
     headline = compare.headline(results, metric)
-    shift_table = compare.load_shift(paths.results)
+    shift_table = robustness.load_shift(paths.results)
     write_csv(paths.results / "shift.csv", shift_table)
-    drops = compare.shift_drops(results, shift_table, metric)
+    drops = robustness.shift_drops(results, shift_table, metric)
     write_csv(paths.results / "shift_drops.csv", drops)
-    write_csv(paths.results / "shift_compare.csv", compare.drop_differences(drops))
-    robustness = {}
+    write_csv(paths.results / "shift_compare.csv", robustness.drop_differences(drops))
+    drop_by_method = {}
     if not drops.empty:
         at = drops[drops["budget"] == headline["budget"]]
-        robustness = {str(m): float(v) for m, v in at.groupby("method")["drop_points"].mean().items()}
-    headline.update({"crossing_budget": crossing, "task": task, "shift_drop_points": robustness})
+        drop_by_method = {str(m): float(v) for m, v in at.groupby("method")["drop_points"].mean().items()}
+    headline.update({"crossing_budget": crossing, "task": task, "shift_drop_points": drop_by_method})
     write_json(paths.metrics / "headline.json", headline)
     wide = compare.summary_table(results, metric).astype({"method": str}).pivot(index="budget", columns="method",
                                                                                 values="mean")
@@ -53,7 +51,11 @@ def run(params: Params, task: str, *, root: Path = Path("."), n_boot: int = 1000
     hparams_dir = paths.results / "hparams"
     frames = [pd.read_csv(p) for p in sorted(hparams_dir.glob("*.csv")) if p.stat().st_size > 1] \
         if hparams_dir.is_dir() else []
-    write_csv(paths.results / "hparams.csv", pd.concat(frames, ignore_index=True) if frames else pd.DataFrame())
+    hparams = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    write_csv(paths.results / "hparams.csv", hparams)
+    guide = decision_guide(results, preds, metric=metric, embed_seconds_per_row=seconds_per_row,
+                           margin=params.scale.decision.margin_points, search=search_seconds(hparams))
+    write_csv(paths.results / "decision.csv", guide)
     figures = {
         "learning_curve": reports.save_figure(
             reports.learning_curve_figure(results, metric, title=f"{task}: all methods"),

@@ -11,6 +11,7 @@ from ..costs import device_name, encoder_flops_per_row, measure
 from ..data import load_prepared
 from ..embeddings import ensure_embeddings
 from ..io import read_json, seed_everything, write_json
+from ..layers import ensure_layer_features
 from ..params import Params, task_kind
 from ..paths import TaskPaths
 
@@ -37,6 +38,11 @@ def run(params: Params, task: str, *, root: Path = Path("."), device: str = "cpu
     if rebuilt or "flops_per_row" not in meta:
         # what serving a probe prediction costs before the head: the backbone's forward on one row
         meta["flops_per_row"] = encoder_flops_per_row(encoder, data.splits["train"].x)
+        write_json(paths.embeddings / "meta.json", meta)
+    if rebuilt or "layers" not in meta or not paths.layer_features.is_file():
+        # the layer probe's features: every block's pooled output (one more pass; its cost is recorded apart)
+        meta["layers"] = ensure_layer_features(encoder, data.splits, paths.layer_features,
+                                               batch_size=embed.batch_size)
         write_json(paths.embeddings / "meta.json", meta)
     return meta
 

@@ -46,9 +46,9 @@ def run(params: Params, task: str, method: str, *, root: Path = Path("."), progr
     write_csv(paths.results / "curves" / f"{method}.csv", curve_frame)
     write_csv(paths.results / "shift" / f"{method}.csv", pd.DataFrame(shift_rows))
     metric = params.task(task).main_metric
-    frames = [frame] + ([pd.read_csv(paths.results / "probe.csv")] if (paths.results / "probe.csv").is_file() else [])
-    both = pd.concat(frames, ignore_index=True)
-    curve = reports.save_figure(reports.learning_curve_figure(both, metric, title=f"{task}: {method} vs probe"),
+    # this method alone: the compare page sets every method side by side (reading the probe here would make
+    # every tuned stage re-run when a probe setting changes)
+    curve = reports.save_figure(reports.learning_curve_figure(frame, metric, title=f"{task}: {method}"),
                                 paths.figure(f"{method}-learning-curve"))
     training = reports.save_figure(reports.training_curves_figure(curve_frame, title=f"{task}: {method} training"),
                                    paths.figure(f"{method}-training-curves"))

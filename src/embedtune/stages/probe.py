@@ -18,18 +18,19 @@ from ..costs import device_name, measure, price
 from ..data import TaskData, load_prepared, selection_index
 from ..embeddings import load_embeddings
 from ..io import read_json, seed_everything, write_csv, write_npz
+from ..layers import layer_features, layer_mass_figure, layer_probe_runs, load_layer_features
 from ..metrics import compute_metrics
 from ..outputs import shift_row, write_method_outputs
 from ..params import Params, is_multi_label, task_kind
 from ..paths import TaskPaths, load_subsets, run_key
 from ..probe import classic_features, fit_classic, fit_probe
-from ..registry import metric_names
+from ..registry import TUNED_METHODS, metric_names
 from ..shift import ShiftSet, read_shift_sets
 
 
 def run(params: Params, task: str, *, root: Path = Path("."), device: str = "cpu") -> dict[str, Any]:
     """Write ``results/<task>/{probe,classic}.csv``, their predictions, shift rows and C searches,
-    ``data/probe_heads/<task>.npz`` (raw-feature heads LP-FT starts from), ``metrics/<task>/{probe,classic}.json``
+    ``data/probe_heads/<task>/<method>.npz`` (lp_ft: the raw-feature heads it starts from; others: empty), ``metrics/<task>/{probe,classic}.json``
     and the probe's figures. Returns the results and figure paths for the notebook."""
     seed_everything(0)
     paths = TaskPaths(root, task)
@@ -45,12 +46,16 @@ def run(params: Params, task: str, *, root: Path = Path("."), device: str = "cpu
     emb_val = emb["val"][sel]
     val_x = data.splits["val"].take(sel).x
     sets = read_shift_sets(paths.shift)
-    shift_emb = _embed_shift_sets(params, task, sets, device=device)
+    shift_emb, shift_layers = _embed_shift_sets(params, task, sets, device=device)
+    layer_feats, layer_groups = load_layer_features(paths.layer_features)
     n_outputs = y["train"].shape[1] if y["train"].ndim == 2 else len(data.label_names)
     probe_cfg = params.scale.probe
     ft = params.scale.finetune
-    cost_meta = embed_meta.get("cost", {}) or {}
-    seconds_per_row, backbone_params = cost_meta.get("seconds_per_row"), cost_meta.get("backbone_params")
+    cost_meta = embed_meta.get("cost") or {}
+    if "seconds_per_row" not in cost_meta or "backbone_params" not in cost_meta:
+        raise ValueError(f"{paths.embeddings / 'meta.json'} has no measured cost; re-run the embed stage "
+                         f"(dvc repro embed@{task}), which measures it")
+    seconds_per_row, backbone_params = float(cost_meta["seconds_per_row"]), int(cost_meta["backbone_params"])
     if "flops_per_row" not in embed_meta:  # the probe's FLOPs include the backbone pass: never drop it silently
         raise ValueError(f"{paths.embeddings / 'meta.json'} has no flops_per_row; re-run the embed stage "
                          f"(dvc repro embed@{task}), which measures it")
@@ -79,17 +84,17 @@ def run(params: Params, task: str, *, root: Path = Path("."), device: str = "cpu
                 probe_preds[f"thr_{key}"] = thresholds
             trainable = int(model.weight.size + model.bias.size)
             # serving a prediction = embedding it (the backbone's forward) + the linear head
-            serve_seconds = infer_seconds + (seconds_per_row or 0.0) * len(y["test"])
+            serve_seconds = infer_seconds + seconds_per_row * len(y["test"])
             embedded_rows = len(index) + len(y["val"])
             probe_rows.append({
                 "task": task, "method": "probe", "seed": int(seed), "budget": int(budget),
                 **{k: v for k, v in metrics.items() if k in names}, "c": info["c"], "val_score": info["val_score"],
                 "c_edge_limited": info["edge_limited"], "n_val": len(y["val"]),
                 "train_seconds": cost.seconds,
-                "embed_seconds": None if seconds_per_row is None else seconds_per_row * embedded_rows,
+                "embed_seconds": seconds_per_row * embedded_rows,
                 "infer_seconds": infer_seconds, "infer_ms_per_1000": 1e6 * serve_seconds / len(y["test"]),
                 "peak_mem_mib": cost.peak_mem_mib, "trainable_params": trainable,
-                "total_params": trainable + (backbone_params or 0),
+                "total_params": trainable + backbone_params,
                 # building = embedding the rows it needs + fitting; serving = backbone forward + head, per row
                 "train_flops": info["flops"] + embed_flops_per_row * embedded_rows,
                 "infer_flops_per_row": embed_flops_per_row + 2 * trainable,
@@ -110,13 +115,23 @@ def run(params: Params, task: str, *, root: Path = Path("."), device: str = "cpu
                     hparams += [{"method": method, "hyperparameter": "C", "value": e["c"], "val_score": e["val_score"],
                                  "chosen": e["c"] == picked, "edge_limited": edge, "budget": int(budget),
                                  "seed": int(seed), "n_val": len(y["val"]), "still_improving": None} for e in path]
-    write_npz(paths.probe_heads, **heads)
+    layered = layer_probe_runs(task=task, feats=layer_feats, groups=layer_groups, y=y, sel=sel, subsets=subsets,
+                               shift_feats=shift_layers, sets=sets, main_metric=task_params.main_metric,
+                               names=names, n_outputs=n_outputs, cost_meta=_layer_cost(embed_meta, paths, task),
+                               flops_per_row=embed_flops_per_row, pilots=pilots, device=device)
+    shift_rows += layered["shift_rows"]
+    hparams += layered["hparams"]
+    write_csv(paths.results / "layer_mass.csv", pd.DataFrame(layered["mass"]))
+    for method in TUNED_METHODS:  # one file per tuned method: only lp_ft's changes when the probe does
+        write_npz(paths.probe_input(method), **(heads if method == "lp_ft" else {}))
     frames = {"probe": write_method_outputs(paths, "probe", probe_rows, probe_preds, y_test=y["test"], y_val=y["val"],
                                             summary_columns=names),
               "classic": write_method_outputs(paths, "classic", classic_rows, classic_preds, y_test=y["test"], y_val=y["val"],
-                                              summary_columns=names)}
+                                              summary_columns=names),
+              "layer_probe": write_method_outputs(paths, "layer_probe", layered["rows"], layered["preds"],
+                                                  y_test=y["test"], y_val=y["val"], summary_columns=names)}
     shift_frame = pd.DataFrame(shift_rows)
-    for method in ("probe", "classic"):
+    for method in ("probe", "classic", "layer_probe"):
         write_csv(paths.results / "shift" / f"{method}.csv", shift_frame[shift_frame["method"] == method])
         write_csv(paths.hparams(method), pd.DataFrame([h for h in hparams if h["method"] == method]))
     return {**_figures(paths, data, frames, metric=task_params.main_metric),
@@ -124,10 +139,15 @@ def run(params: Params, task: str, *, root: Path = Path("."), device: str = "cpu
 
 
 def _figures(paths: TaskPaths, data: TaskData, frames: dict[str, pd.DataFrame], *, metric: str) -> dict[str, Any]:
-    """Learning curve (probe vs classic) and the probe's confusion at the largest budget (first seed)."""
+    """Learning curve (probe, layer probe, classic), the probe's confusion at the largest budget (first seed)
+    and where the layer probe reads (block weight mass per budget)."""
     both = pd.concat(frames.values(), ignore_index=True)
-    curve = reports.save_figure(reports.learning_curve_figure(both, metric, title=f"{paths.task}: probe vs classic"),
+    curve = reports.save_figure(reports.learning_curve_figure(both, metric,
+                                                              title=f"{paths.task}: probe, layer probe and classic"),
                                 paths.figure("probe-learning-curve"))
+    mass = reports.save_figure(layer_mass_figure(pd.read_csv(paths.results / "layer_mass.csv"),
+                                                 title=f"{paths.task}: where the layer probe reads"),
+                               paths.figure("layer-mass"))
     preds = load_predictions(paths.results, "probe")
     budget, seed = int(both["budget"].max()), int(both["seed"].min())
     key = run_key(seed, budget)
@@ -135,15 +155,26 @@ def _figures(paths: TaskPaths, data: TaskData, frames: dict[str, pd.DataFrame], 
         reports.confusion_figure(preds["y_test"], preds[key], data.label_names, thresholds=preds.get(f"thr_{key}"),
                                  title=f"{paths.task}: probe, {budget} labels, seed {seed}"),
         paths.figure("probe-confusion"))
-    return {"results": both, "learning_curve": curve, "confusion": confusion}
+    return {"results": both, "learning_curve": curve, "confusion": confusion, "layer_mass": mass}
 
 
-def _embed_shift_sets(params: Params, task: str, sets: list[ShiftSet], *, device: str) -> dict[str, np.ndarray]:
-    """Frozen-backbone embeddings of every shift set (same encoder and settings as the embed stage)."""
+def _embed_shift_sets(params: Params, task: str, sets: list[ShiftSet], *,
+                      device: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Frozen-backbone embeddings of every shift set (same encoder and settings as the embed stage), and
+    every block's features for the layer probe."""
     embed = params.scale.embed
     encoder = load_backbone(params.backbone_for(task), kind=task_kind(params.task(task)), pooling=embed.pooling,
                             max_length=embed.max_length, image_size=embed.image_size)
-    return {s.name: encode(encoder, s.x, batch_size=embed.batch_size, device=device, progress=False) for s in sets}
+    emb = {s.name: encode(encoder, s.x, batch_size=embed.batch_size, device=device, progress=False) for s in sets}
+    return emb, {s.name: layer_features(encoder, s.x, batch_size=embed.batch_size)[0] for s in sets}
+
+
+def _layer_cost(embed_meta: dict[str, Any], paths: TaskPaths, task: str) -> dict[str, Any]:
+    """The layer features' measured extraction cost (embed stage) and the backbone's size."""
+    if "layers" not in embed_meta:
+        raise ValueError(f"{paths.embeddings / 'meta.json'} has no layer-feature cost; re-run the embed stage "
+                         f"(dvc repro embed@{task}), which extracts them")
+    return {**embed_meta["layers"], "backbone_params": embed_meta["cost"]["backbone_params"]}
 
 
 def _classic_run(data: TaskData, index: np.ndarray, y: dict[str, np.ndarray], *, seed: int, budget: int, task: str,

@@ -13,6 +13,13 @@ from ..io import write_json
 from ..params import Params
 from ..paths import TaskPaths
 from ..store import iter_records, store_bytes, store_summary
+from ..tables import answer_table
+
+
+def backbone_label(name: str) -> str:
+    """A backbone as a page names it: a hub id or ``pkg:`` name as is, a local folder by its last part (no path
+    of this machine on a page)."""
+    return Path(name).name if Path(name).is_absolute() else name
 
 
 def run(params: Params, *, root: Path = Path("."), readme: Path | None = None) -> dict[str, Any]:
@@ -31,7 +38,8 @@ def run(params: Params, *, root: Path = Path("."), readme: Path | None = None) -
     if run_time is not None:  # what the run store holds: the compute behind the pages, over every sitting
         run_time = {**run_time, "store": {**store_summary(r for _, r in iter_records(root)),
                                           "bytes": store_bytes(root)}}
-    info = reports.provenance(params.profile)
+    info = {**reports.provenance(params.profile),
+            "backbones": ", ".join(f"{t}: {backbone_label(params.backbone_for(t))}" for t in per_task)}
     reports.index_html(reports_dir=root / "reports", per_task=per_task, info=info)
     readme = root / "README.md" if readme is None else readme
     if not readme.is_file():  # a new project: the stage's declared output starts as the two generated blocks
@@ -42,5 +50,6 @@ def run(params: Params, *, root: Path = Path("."), readme: Path | None = None) -
     if readme.is_file():
         update_readme(readme, readme_block(per_task, run_time=run_time))
         reports.update_readme(readme, reports.readme_section(headlines=headlines, info=info,
-                                                             key_figure="reports/figures/summary-learning-curves.png"))
+                                                             key_figure="reports/figures/summary-learning-curves.png",
+                                                             answer=answer_table(per_task)))
     return {"per_task": per_task, "figure": figure, "run_time": run_time}
