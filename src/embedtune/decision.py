@@ -205,7 +205,10 @@ def budget_sentence(r: Any, metric: str) -> str:
     tied = [m for m in str(r["tied"]).split(", ") if m]
     who = (f"`{r['best']}` is ahead of every other method (P(best) {r[f'p_best {r.best}']:.2f})" if len(tied) == 1
            else f"{_names(tied)} cannot be told apart")
-    if r["pick"] != r["best"]:
+    if r["expected_loss_points"] > r["margin_points"]:  # no tied method within the margin (decide, step 5)
+        why = (f"no tied method is within {r['margin_points']:g} point of expected loss; the smallest, "
+               f"{r['expected_loss_points']:.1f} points: the seeds and rows cannot separate them")
+    elif r["pick"] != r["best"]:
         why = f"the cheapest of them, {r['expected_loss_points']:.1f} points of expected loss against the best"
     elif len(tied) > 1:
         why = "the best; no cheaper tied method is within the margin"
