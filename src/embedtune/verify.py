@@ -30,22 +30,36 @@ from .registry import metric_names
 from .store import STAGES, RunStore, record_name
 
 
-def _contexts(params: Params, root: Path) -> dict[tuple[str, str], Any]:
+def _contexts(params: Params, root: Path, *, missing: dict[tuple[str, str], str] | None = None
+              ) -> dict[tuple[str, str], Any]:
+    """Stage contexts per task × method. With `missing` (a dict to fill), a pair whose inputs are absent
+    (no prepared data yet, or lp_ft before the probe stage) is noted there with the error instead of
+    stopping the whole listing."""
     from .runs import stage_context
 
-    return {(task, method): stage_context(params, task, method, root=root, progress=False)
-            for task in params.tasks for method in params.scale.finetune.methods}
+    out = {}
+    for task in params.tasks:
+        for method in params.scale.finetune.methods:
+            try:
+                out[(task, method)] = stage_context(params, task, method, root=root, progress=False)
+            except FileNotFoundError as err:
+                if missing is None:
+                    raise
+                missing[(task, method)] = str(err)
+    return out
 
 
-def planned(params: Params, root: Path) -> list[dict[str, Any]]:
+def planned(params: Params, root: Path, *, missing: dict[tuple[str, str], str] | None = None
+            ) -> list[dict[str, Any]]:
     """Every run the active profile's finetune stages ask for, with its key and whether the store holds it
-    (search runs are not listed: their grid depends on the scores)."""
+    (search runs are not listed: their grid depends on the scores). Pairs whose inputs are absent go to
+    `missing` when given (see `_contexts`)."""
     from .paths import TaskPaths
     from .plan import chosen_lr, tuned_runs
     from .runs import run_key_for
 
     out = []
-    for (task, method), ctx in _contexts(params, root).items():
+    for (task, method), ctx in _contexts(params, root, missing=missing).items():
         hparams = TaskPaths(root, task).hparams(method)
         store = RunStore(root, task, method)
         for seed, budget in tuned_runs(ctx.subsets):
@@ -154,8 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     def call() -> None:
         params = load_params(args.params)
         if args.command == "status":
-            plan = planned(params, args.root)
+            missing: dict[tuple[str, str], str] = {}
+            plan = planned(params, args.root, missing=missing)
             print(status_table(plan))
+            for (task, method), why in sorted(missing.items()):
+                print(f"{task}/{method}: not counted yet: {why}")
             return
         rows, ok = verify_runs(params, args.root, n=args.n, seed=args.seed, tolerance=args.tolerance,
                                same_host_tolerance=args.same_host_tolerance)
