@@ -109,6 +109,36 @@ def test_verify_runs_passes_on_a_faithful_store_and_fails_on_a_tampered_one(proj
     assert code == 1 and "**no**" in report and "0.25" in report
 
 
+def _read_mode_writes_nothing(root: Path, params_path: Path) -> None:
+    """Every notebook opened by hand (its defaults: write=False) on a committed run: it shows the results
+    and leaves `git status` clean (a fresh clone has no data/ cache: the pages read committed files only)."""
+    import subprocess
+
+    import papermill
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout
+
+    git("init", "-q")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "add", "-A")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "committed run")
+    shutil.rmtree(root / "data", ignore_errors=True)  # what a fresh clone lacks: the DVC-cached inputs
+    git("checkout", "--", ".")  # tracked files under data/ (none expected) come back as a clone has them
+    out = root.parent / "read-mode"
+    out.mkdir(exist_ok=True)
+    runs_of = {"01-linear-probe": {"task": "toytext"}, "02-finetune": {"task": "toytext", "method": "full"},
+               "03-compare": {"task": "toytext"}, "04-summary": {}}
+    for name, extra in runs_of.items():
+        executed = out / f"{name}.ipynb"
+        papermill.execute_notebook(str(root / "notebooks" / f"{name}.ipynb"), str(executed),
+                                   parameters={"root": str(root), "params_path": str(params_path),
+                                               "profile": "smoke", **extra},
+                                   cwd=str(root / "notebooks"), progress_bar=False, kernel_name="python3")
+        shown = executed.read_text()
+        assert "image/png" in shown, f"{name}: read mode showed no figure"
+    assert git("status", "--porcelain") == "", "read mode wrote into the committed run"
+
+
 @pytest.mark.slow
 def test_editing_a_display_cell_re_renders_from_the_store_and_trains_nothing(
         project, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -129,6 +159,7 @@ def test_editing_a_display_cell_re_renders_from_the_store_and_trains_nothing(
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     records = {p: p.stat().st_mtime_ns for p in (root / "runs").rglob("*") if p.is_file()}
     assert len([p for p in records if p.suffix == ".json"]) >= 4  # search + final runs
+    _read_mode_writes_nothing(root, project["params_path"])
     notebook = root / "notebooks" / "03-compare.ipynb"
     nb = json.loads(notebook.read_text())
     nb["cells"][10]["source"] = ["print('edited display cell')\n"] + list(nb["cells"][10]["source"])

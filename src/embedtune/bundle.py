@@ -19,20 +19,22 @@ def load_task(root: Path, task: str) -> dict[str, Any]:
         if curves_dir.is_dir() else pd.DataFrame()
     shift_path, hp_path = results_dir / "shift_compare.csv", results_dir / "hparams.csv"
     mass_path = results_dir / "layer_mass.csv"
-    embed_meta = Path(root) / "data" / "embeddings" / task / "meta.json"
-    for path, stage in ((shift_path, f"compare@{task}"), (hp_path, f"compare@{task}"), (embed_meta, f"embed@{task}"),
-                        (mass_path, f"probe@{task}")):
+    headline_path = Path(root) / "metrics" / task / "headline.json"
+    for path, stage in ((shift_path, f"compare@{task}"), (hp_path, f"compare@{task}"),
+                        (headline_path, f"compare@{task}"), (mass_path, f"probe@{task}")):
         if not path.is_file():  # a missing input stops the page; nothing is substituted for it
             raise FileNotFoundError(f"{path} not found; the {stage.split('@')[0]} stage writes it: dvc repro {stage}")
-    cost = read_json(embed_meta).get("cost") or {}
-    if "seconds_per_row" not in cost:
-        raise ValueError(f"{embed_meta} has no measured cost; re-run the embed stage: dvc repro embed@{task}")
+    headline = read_json(headline_path)
+    # the embed stage's measured cost, copied into the committed headline by compare (data/ is not in git)
+    if headline.get("embed_seconds_per_row") is None:
+        raise ValueError(f"{headline_path} has no embed_seconds_per_row (written before it was recorded); "
+                         f"re-run the compare stage: dvc repro compare@{task}")
     return {"results": load_results(results_dir), "comparisons": pd.read_csv(results_dir / "comparisons.csv"),
-            "headline": read_json(Path(root) / "metrics" / task / "headline.json"),
+            "headline": headline,
             "shift_compare": pd.read_csv(shift_path) if shift_path.stat().st_size > 1 else pd.DataFrame(),
             "hparams": pd.read_csv(hp_path) if hp_path.stat().st_size > 1 else pd.DataFrame(),
             "gap": overfitting_gap(curves) if len(curves) else pd.DataFrame(), "curves": curves,
-            "embed_seconds_per_row": float(cost["seconds_per_row"]), "layer_mass": pd.read_csv(mass_path)}
+            "embed_seconds_per_row": float(headline["embed_seconds_per_row"]), "layer_mass": pd.read_csv(mass_path)}
 
 
 def task_bundle(root: Path, task: str) -> dict[str, Any]:

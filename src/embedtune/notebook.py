@@ -59,8 +59,9 @@ def render(name: str, *, params_path: Path, root: Path, task: str | None = None,
         raise ParamsError(f"notebook {name!r} unknown; known notebooks: {sorted(NOTEBOOKS)}")
     params = load_params(params_path, profile=profile)
     # paths relative to `root` (papermill's working directory): no machine's absolute path enters a report
+    # write=True: the stage computes and writes its outputs (a notebook opened by hand defaults to read mode)
     parameters = {"params_path": os.path.relpath(params_path.resolve(), root.resolve()), "profile": params.profile,
-                  "root": "."}
+                  "root": ".", "write": True}
     if task is not None:
         params.task(task)
         parameters["task"] = task

@@ -43,7 +43,8 @@ def run(params: Params, task: str, *, root: Path = Path("."), n_boot: int = 1000
     if not drops.empty:
         at = drops[drops["budget"] == headline["budget"]]
         drop_by_method = {str(m): float(v) for m, v in at.groupby("method")["drop_points"].mean().items()}
-    headline.update({"crossing_budget": crossing, "task": task, "shift_drop_points": drop_by_method})
+    headline.update({"crossing_budget": crossing, "task": task, "shift_drop_points": drop_by_method,
+                     "embed_seconds_per_row": seconds_per_row})
     write_json(paths.metrics / "headline.json", headline)
     wide = compare.summary_table(results, metric).astype({"method": str}).pivot(index="budget", columns="method",
                                                                                 values="mean")
@@ -69,3 +70,18 @@ def run(params: Params, task: str, *, root: Path = Path("."), n_boot: int = 1000
             paths.figure("shift")),
     }
     return {"metric": metric, "figures": figures, "crossing": crossing, "headline": headline}
+
+
+def view(params: Params, task: str, *, root: Path = Path(".")) -> dict[str, Any]:
+    """What `run` returns, read from the files it wrote (the notebook's read mode): computes and writes
+    nothing; a missing file stops with the stage that writes it."""
+    paths = TaskPaths(root, task)
+    headline_path = paths.metrics / "headline.json"
+    figures = {"learning_curve": paths.figure("learning-curves"), "cost_quality": paths.figure("cost-quality"),
+               "shift": paths.figure("shift")}
+    for path in (headline_path, *figures.values()):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found; the compare stage writes it: dvc repro compare@{task}")
+    headline = read_json(headline_path)
+    return {"metric": params.task(task).main_metric, "figures": figures,
+            "crossing": headline.get("crossing_budget", {}), "headline": headline}

@@ -53,3 +53,18 @@ def run(params: Params, task: str, method: str, *, root: Path = Path("."), progr
     training = reports.save_figure(reports.training_curves_figure(curve_frame, title=f"{task}: {method} training"),
                                    paths.figure(f"{method}-training-curves"))
     return {"results": frame, "curves": curve_frame, "learning_curve": curve, "training_curves": training}
+
+
+def view(params: Params, task: str, method: str, *, root: Path = Path(".")) -> dict[str, Any]:
+    """What `run` returns, read from the files it wrote (the notebook's read mode): trains, computes and
+    writes nothing; a missing file stops with the stage that writes it."""
+    paths = TaskPaths(root, task)
+    files = {"results": paths.results / f"{method}.csv", "curves": paths.results / "curves" / f"{method}.csv",
+             "learning_curve": paths.figure(f"{method}-learning-curve"),
+             "training_curves": paths.figure(f"{method}-training-curves")}
+    for path in files.values():
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found; the finetune stage writes it: "
+                                    f"dvc repro finetune@{task}-{method}")
+    return {"results": pd.read_csv(files["results"]), "curves": pd.read_csv(files["curves"]),
+            "learning_curve": files["learning_curve"], "training_curves": files["training_curves"]}

@@ -7,12 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from ..data import budget_subsets, build_prepared, write_prepared
+from ..io import write_json
 from ..params import Params
 from ..paths import TaskPaths
 
 
 def run(params: Params, task: str, *, root: Path = Path(".")) -> dict[str, Any]:
-    """Write ``data/prepared/<task>/`` (splits, ``card.json``, ``subsets.json``); return the data card.
+    """Write ``data/prepared/<task>/`` (splits, ``card.json``, ``subsets.json``) and a copy of the data card in
+    ``results/<task>/card.json`` (committed: the probe page's read mode shows it without the DVC cache);
+    return the data card.
 
     Everything is computed and validated in memory first (the budgets against the train split included),
     then the folder is written in one swap (`data.write_prepared`): bad input leaves the old folder as it was.
@@ -42,6 +45,7 @@ def run(params: Params, task: str, *, root: Path = Path(".")) -> dict[str, Any]:
         "single_seed_sizes": single, "tuned_sizes": sorted({*shared, *single}), "n_train": n_train,
         "seeds": list(b.seeds), "seeds_by_size": seeds_by_size, "subsets": subsets,
         "data_checksum": card["checksum"]}})
+    write_json(paths.results / "card.json", card)
     print(f"{task}: counts {card['counts']}, duplicates removed {card['duplicates_removed']}")
     return card
 

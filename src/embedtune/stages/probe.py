@@ -138,6 +138,23 @@ def run(params: Params, task: str, *, root: Path = Path("."), device: str = "cpu
             "data_card": read_json(paths.prepared / "card.json")}
 
 
+def view(params: Params, task: str, *, root: Path = Path(".")) -> dict[str, Any]:
+    """What `run` returns, read from the committed files it and `prepare` wrote (the notebook's read mode):
+    computes and writes nothing; a missing file stops with the stage that writes it."""
+    paths = TaskPaths(root, task)
+    needed = {"card": (paths.results / "card.json", f"prepare@{task}"),
+              **{m: (paths.results / f"{m}.csv", f"probe@{task}") for m in ("probe", "layer_probe", "classic")},
+              **{k: (paths.figure(name), f"probe@{task}") for k, name in
+                 (("learning_curve", "probe-learning-curve"), ("confusion", "probe-confusion"),
+                  ("layer_mass", "layer-mass"))}}
+    for path, stage in needed.values():
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found; the {stage.split('@')[0]} stage writes it: dvc repro {stage}")
+    results = pd.concat([pd.read_csv(needed[m][0]) for m in ("probe", "layer_probe", "classic")], ignore_index=True)
+    return {"results": results, "data_card": read_json(needed["card"][0]),
+            **{k: needed[k][0] for k in ("learning_curve", "confusion", "layer_mass")}}
+
+
 def _figures(paths: TaskPaths, data: TaskData, frames: dict[str, pd.DataFrame], *, metric: str) -> dict[str, Any]:
     """Learning curve (probe, layer probe, classic), the probe's confusion at the largest budget (first seed)
     and where the layer probe reads (block weight mass per budget)."""

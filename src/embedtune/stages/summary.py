@@ -22,6 +22,14 @@ def backbone_label(name: str) -> str:
     return Path(name).name if Path(name).is_absolute() else name
 
 
+def _run_time(root: Path) -> dict[str, Any] | None:
+    """The last timed repro plus what the run store holds: the compute behind the pages, over every sitting."""
+    run_time = load_run_time(root)
+    if run_time is None:
+        return None
+    return {**run_time, "store": {**store_summary(r for _, r in iter_records(root)), "bytes": store_bytes(root)}}
+
+
 def run(params: Params, *, root: Path = Path("."), readme: Path | None = None) -> dict[str, Any]:
     """Write ``reports/environment.json``, ``reports/figures/summary-learning-curves.png``,
     ``reports/index.html`` and the generated blocks of `readme` (default ``<root>/README.md``; a project without
@@ -34,10 +42,7 @@ def run(params: Params, *, root: Path = Path("."), readme: Path | None = None) -
     write_json(root / "reports" / "environment.json", environment_versions())  # versions behind results/
     headlines = {t: b["headline"] for t, b in per_task.items()}
     figure = reports.summary_figure(headlines, root)
-    run_time = load_run_time(root)
-    if run_time is not None:  # what the run store holds: the compute behind the pages, over every sitting
-        run_time = {**run_time, "store": {**store_summary(r for _, r in iter_records(root)),
-                                          "bytes": store_bytes(root)}}
+    run_time = _run_time(root)
     info = {**reports.provenance(params.profile),
             "backbones": ", ".join(f"{t}: {backbone_label(params.backbone_for(t))}" for t in per_task)}
     reports.index_html(reports_dir=root / "reports", per_task=per_task, info=info)
@@ -52,4 +57,18 @@ def run(params: Params, *, root: Path = Path("."), readme: Path | None = None) -
         reports.update_readme(readme, reports.readme_section(headlines=headlines, info=info,
                                                              key_figure="reports/figures/summary-learning-curves.png",
                                                              answer=answer_table(per_task)))
+    return {"per_task": per_task, "figure": figure, "run_time": run_time}
+
+
+def view(params: Params, *, root: Path = Path(".")) -> dict[str, Any]:
+    """What `run` returns, read from the committed files (the notebook's read mode): writes nothing (no
+    environment record, index page or README block); a missing file stops with the stage that writes it."""
+    per_task = {t: task_bundle(root, t) for t in params.tasks
+                if (TaskPaths(root, t).results / "decision.csv").is_file()}
+    if not per_task:
+        raise FileNotFoundError("no task has compare results yet; run the compare stage first: dvc repro compare")
+    figure = root / "reports" / "figures" / "summary-learning-curves.png"
+    if not figure.is_file():
+        raise FileNotFoundError(f"{figure} not found; the summary stage writes it: dvc repro summary")
+    run_time = _run_time(root)
     return {"per_task": per_task, "figure": figure, "run_time": run_time}
