@@ -169,7 +169,8 @@ def test_prepared_folder_is_swapped_whole(project: dict[str, Any], monkeypatch: 
 
 
 def test_a_page_whose_input_is_missing_stops_and_names_the_stage_that_writes_it(tmp_path) -> None:
-    """Issue 29: pages once fell back to other numbers when data/embeddings/<task>/meta.json was absent."""
+    """Issue 29: pages once fell back to other numbers when data/embeddings/<task>/meta.json was absent; they
+    now read the embed cost from the committed headline.json (compare copies it there) and stop without it."""
     from embedtune.bundle import load_task
 
     results = tmp_path / "results" / "toy"
@@ -179,10 +180,11 @@ def test_a_page_whose_input_is_missing_stops_and_names_the_stage_that_writes_it(
     (results / "shift_compare.csv").write_text("\n")
     (results / "hparams.csv").write_text("\n")
     (results / "layer_mass.csv").write_text("task,seed,budget,block,mass\n")
-    with pytest.raises(FileNotFoundError, match=r"meta.json not found; the embed stage writes it: dvc repro embed@toy"):
+    with pytest.raises(FileNotFoundError, match=r"headline.json not found; the compare stage writes it: "
+                                                r"dvc repro compare@toy"):
         load_task(tmp_path, "toy")
-    meta = tmp_path / "data" / "embeddings" / "toy" / "meta.json"
-    meta.parent.mkdir(parents=True)
-    meta.write_text('{"key": {}}')
-    with pytest.raises(ValueError, match="no measured cost"):
+    headline = tmp_path / "metrics" / "toy" / "headline.json"
+    headline.parent.mkdir(parents=True)
+    headline.write_text('{"metric": "accuracy"}')  # written before compare recorded the embed cost
+    with pytest.raises(ValueError, match=r"no embed_seconds_per_row .* dvc repro compare@toy"):
         load_task(tmp_path, "toy")

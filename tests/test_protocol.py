@@ -169,7 +169,7 @@ def _scripted_scores(monkeypatch: pytest.MonkeyPatch, scores: list[float], n_val
     from embedtune import engine
 
     monkeypatch.setattr(engine, "bootstrap_se", lambda *args, **kwargs: 0.05)
-    it = iter(scores)
+    it = iter([0.0, *scores])  # the first call scores the model before its first step (the start)
     real = engine.selection_score
     monkeypatch.setattr(engine, "selection_score",
                         lambda probs, y, metric: (next(it, -1.0), None) if len(y) == n_val else real(probs, y, metric))
@@ -224,7 +224,7 @@ def test_stop_on_names_what_patience_watches(tiny_text_model_dir, monkeypatch: p
     torch.manual_seed(0)
     model = build_model(enc, 2, method="full")
     _scripted_scores(monkeypatch, scores, n_val=12)
-    scripted_losses = iter(losses)
+    scripted_losses = iter([2.0, *losses])  # the first call scores the start
     monkeypatch.setattr(engine, "_val_loss", lambda probs, y: next(scripted_losses))
     cfg = TrainConfig(method="full", max_epochs=1, batch_size=8, min_steps=4, evals_per_run=2, max_rounds=8,
                       patience=2, stop_on=stop_on, lr=1e-3)
@@ -365,11 +365,26 @@ def test_a_run_that_did_not_learn_restarts_once_at_a_lower_rate(project, monkeyp
     if searched["row"]["learned"]:  # a learned search run is the same run with restarts allowed: reused
         again = runs.run_one(ctx, seed=0, budget=budget, lr=lr, progress=False, score_shift=False)
         assert again["cached"] and again["row"] == searched["row"]
-    calls = []
-    monkeypatch.setattr(runs, "learned", lambda history, ratio: (calls.append(ratio), len(calls) > 1)[1])
+    calls, attempts = [], []
+    monkeypatch.setattr(runs, "learned", lambda history, ratio, **kw: (calls.append(ratio), len(calls) > 1)[1])
+    from embedtune import engine
+
+    real_train = engine.train
+
+    def recorded_train(model, **kwargs):
+        result = real_train(model, **kwargs)
+        attempts.append((kwargs["config"].lr, result.best_val_score))
+        return result
+
+    monkeypatch.setattr(engine, "train", recorded_train)
     out = runs.run_one(ctx, seed=1, budget=budget, lr=lr, progress=False, score_shift=False)
     row = out["row"]
-    assert row["lr_restarts"] == 1 and row["lr"] == pytest.approx(lr / ft.lr_step) and row["lr_searched"] == lr
+    assert row["lr_restarts"] == 1 and row["lr_searched"] == lr
+    assert [a[0] for a in attempts] == [pytest.approx(lr), pytest.approx(lr / ft.lr_step)]
+    # the attempt kept is the one with the higher selection score (a tie keeps the first)
+    kept = attempts[1] if attempts[1][1] > attempts[0][1] else attempts[0]
+    assert row["lr"] == pytest.approx(kept[0]) and row["val_score"] == pytest.approx(kept[1])
+    assert row["learned"] is (kept is attempts[1])
     # finished: no resume state is left under checkpoints/, the record is in the store
     assert not list((TaskPaths(root, "toytext").checkpoints / "full").rglob("state.pt"))
     assert list((root / "runs" / "toytext" / "full" / "final").glob(f"s1_b{budget}_*.json"))

@@ -61,12 +61,17 @@ def test_a_stored_run_is_reused_on_another_host_and_retrained_after_a_training_c
     again = _run(params, root)
     assert again["cached"] and again["row"] == first["row"]
     np.testing.assert_array_equal(again["arrays"]["probs"], first["arrays"]["probs"])
+    # a probe setting that changes the head (here: every weight 5% larger) is a different lp_ft run
+    assert runs.head_digest(heads["w_s0_b16"] * 1.05, heads["b_s0_b16"]) != \
+        runs.head_digest(heads["w_s0_b16"], heads["b_s0_b16"])
+    assert runs.head_digest(np.nextafter(heads["w_s0_b16"], -np.inf), heads["b_s0_b16"]) == \
+        runs.head_digest(heads["w_s0_b16"], heads["b_s0_b16"])
     monkeypatch.undo()
 
     # an edit to engine.py (in a copy of the package's training modules) changes the key: the run retrains
     pkg = Path(runs.__file__).parent
     copy_dir = tmp_path / "pkg"
-    for name in (*runs.TRAINING_MODULES, *runs.PROBE_MODULES):
+    for name in runs.TRAINING_MODULES:
         (copy_dir / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(pkg / name, copy_dir / name)
     with open(copy_dir / "engine.py", "a") as fh:
@@ -145,7 +150,7 @@ def test_editing_a_display_cell_re_renders_from_the_store_and_trains_nothing(
     """The whole tiny pipeline once; then a display cell of 03-compare edited, the resume state deleted, and
     every stage forced under EMBEDTUNE_STORE=require (a run missing from the store would fail the stage):
     every page renders again, the edit shows, and no record is written or rewritten. Then a probe setting
-    changes: the probe and the pages re-run, lp_ft retrains, and `full` trains nothing."""
+    changes: the probe, lp_ft's stages and the pages re-run, and `full`'s stages do not."""
     import json
 
     from .conftest import dvc_pipeline
@@ -187,8 +192,10 @@ def test_editing_a_display_cell_re_renders_from_the_store_and_trains_nothing(
     probe_edit = scratch.repro(root)
     assert probe_edit.returncode == 0, probe_edit.stdout[-3000:] + probe_edit.stderr[-3000:]
     ran = set(re.findall(r"Running stage '([^']+)'", probe_edit.stdout))
-    assert "probe@toytext" in ran and "compare@toytext" in ran and not ran & {"prepare@toytext", "embed@toytext"}
-    # full's stages re-run (DVC's matrix gives every method the probe params lp_ft's key reads) but train
-    # nothing: its records are untouched; lp_ft's key holds the probe settings, so lp_ft trains again
+    # a probe key re-runs the probe, lp_ft (its heads file changed) and the pages that read them; nothing else
+    assert {"probe@toytext", "search@toytext-lp_ft", "finetune@toytext-lp_ft", "compare@toytext",
+            "summary"} <= ran, sorted(ran)
+    assert not ran & {"prepare@toytext", "shift@toytext", "embed@toytext", "search@toytext-full",
+                      "finetune@toytext-full"}, sorted(ran)
     assert {p: p.stat().st_mtime_ns for p in (root / "runs" / "toytext" / "full").rglob("*")
             if p.is_file()} == full_records

@@ -12,7 +12,8 @@
 Schedule (`schedule`): a round is ``clip(max(min_steps, max_epochs × steps per pass), ≤ max_steps) /
 evals_per_run`` optimizer steps. After every round the model is scored on the selection rows; training
 stops after ``patience`` rounds without gain or at ``max_rounds`` rounds, and the best round's weights are
-restored. A gain is what ``stop_on`` names (`stopping.round_gained`): the selection metric, the validation
+restored. Before the first step the model is scored once on the selection rows (``start_val_score``: chance
+for a fresh head, the probe for lp_ft), so a run that ends no better than it began can be told (`outputs.learned`). A gain is what ``stop_on`` names (`stopping.round_gained`): the selection metric, the validation
 loss, or ``either`` (the loss keeps a run going through the metric's chance dips on a few hundred rows; the
 metric keeps it going while accuracy still climbs after the loss turns up from overconfidence). The
 learning rate warms up, then (``lr_schedule: horizon``) decays linearly over the ``max_rounds`` horizon,
@@ -302,17 +303,17 @@ def train(model: Classifier, *, train_items: Any, train_y: np.ndarray, val_items
     state_path = checkpoint_dir / "state.pt" if checkpoint_dir else None
     start_round, history, best = 0, [], {"score": -math.inf, "epoch": -1, "state": None, "thresholds": None,
                                          "loss": math.inf}
-    bad_rounds, steps_done, resumed = 0, 0, None
+    bad_rounds, steps_done, resumed, start = 0, 0, None, None
     if state_path is not None and state_path.is_file():
         state = torch.load(state_path, map_location="cpu", weights_only=False)
-        if state["config"] == config.digest():
+        if state["config"] == config.digest() and "start" in state:  # older states lack the start's score
             raw.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             start_round, history, best = state["epoch"] + 1, state["history"], state["best"]
             bad_rounds, steps_done = state["bad_epochs"], state["steps"]
             micro_batch, grad_accum = state["micro_batch"], state["grad_accum"]
-            resumed = state["epoch"]
+            resumed, start = state["epoch"], state["start"]
 
     def save(round_index: int) -> None:
         if state_path is None or not accelerator.is_main_process:
@@ -322,9 +323,16 @@ def train(model: Classifier, *, train_items: Any, train_y: np.ndarray, val_items
         torch.save({"config": config.digest(), "epoch": round_index, "model": raw.state_dict(),
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "history": history,
                     "best": best, "bad_epochs": bad_rounds, "steps": steps_done, "micro_batch": micro_batch,
-                    "grad_accum": grad_accum}, tmp)
+                    "grad_accum": grad_accum, "start": start}, tmp)
         tmp.replace(state_path)
 
+    if start is None:  # the model before its first step, on the selection rows: what a run must beat
+        start_probs = predict(model, raw.encoder, val_items, batch_size=max(micro_batch, 64), device=device,
+                              multi_label=multi_label, bf16=config.precision == "bf16")
+        start = {"val_metric": float("nan"), "val_loss": float("nan")}  # a non-finite start: the first step says
+        if np.isfinite(start_probs).all():
+            start_score, _ = selection_score(start_probs, val_y, config.main_metric)
+            start = {"val_metric": _finite_or_nan(start_score), "val_loss": _val_loss(start_probs, val_y)}
     per_round = plan.eval_every * config.batch_size * config.grad_accum  # items per round
     round_index = start_round
     anneal = config.lr_schedule == "anneal"
@@ -394,8 +402,8 @@ def train(model: Classifier, *, train_items: Any, train_y: np.ndarray, val_items
                        stopped_early=len(history) < plan.rounds,
                        stop_reason="patience" if bad_rounds >= config.patience else "round cap",
                        extra={"planned_steps": plan.planned_steps, "max_steps": plan.total_steps,
-                              "rounds": plan.rounds,
-                              "steps_per_pass": plan.steps_per_pass})
+                              "rounds": plan.rounds, "steps_per_pass": plan.steps_per_pass,
+                              "start_val_score": start["val_metric"], "start_val_loss": start["val_loss"]})
 
 
 def _run_epoch(model: nn.Module, raw: Classifier, optimizer: Any, scheduler: Any, accelerator: Any, *,

@@ -13,17 +13,21 @@ Protocol (one selection set, search on validation, schedules that converge):
    scale (ties → the smaller), for every seed (`search_stage` writes ``results/<task>/hparams/<m>.csv``;
    `finetune_stage` reads it); the search's runs count in the build cost.
 3. **Runs** follow engine.py's schedule (evaluations on the selection rows, patience, best restored). A run
-   that did not learn — training loss at its last evaluation ≥ ``restart_loss_ratio`` × its first round's,
-   a rate too high for this seed and subset (Mosbach et al., 2021, on BERT fine-tuning's failed runs) —
-   restarts from the pretrained weights at the rate ÷ ``lr_step``, at most ``lr_restarts`` times; the rule
-   reads the training loss only. Rows record the rate used, the searched one, the restarts and ``learned``;
-   the time of failed attempts counts in the run's cost. The search itself never restarts.
+   that did not learn (`outputs.learned`: training loss at its last evaluation ≥ ``restart_loss_ratio`` ×
+   its first round's, or a kept selection score no better than the model it started from — a rate too high
+   for this seed and subset, Mosbach et al., 2021, on BERT fine-tuning's failed runs) restarts from the
+   pretrained weights at the rate ÷ ``lr_step``, at most ``lr_restarts`` times; the attempt kept is the one
+   with the best selection score, so a restart never replaces a better first attempt. Rows record the rate
+   used, the searched one, the restarts, ``learned`` and the start's score; the time of failed attempts
+   counts in the run's cost. The search never restarts a run; a rate that did not learn loses to any that
+   did, and a search whose every rate failed goes on below its smallest (`stages.search`).
    The test split and every shift set (shift.py) are scored once, after training, inside the run.
 4. **Run store.** A finished run is one committed record under ``runs/<task>/<method>/<stage>/`` (`store`),
    reused on any host when its key matches (`run_identity`): the training config with the *requested*
    precision, the subset's row indices, the selection rows, the data checksum, the backbone's weights hash,
-   for lp_ft the probe's inputs (its config, the embedding config and the probe code, not its head, whose
-   last bits differ between hosts), the shift sets' content and the source of the modules that train.
+   for lp_ft the probe head it starts from (quantised, `head_digest`: a probe setting that changes the head
+   retrains, the last bits that differ between hosts do not), the shift sets' content and the source of the
+   modules that train.
    Editing any of them retrains. ``checkpoints/<task>/<method>/<run>/`` holds mid-run resume state only.
 """
 
@@ -56,11 +60,6 @@ from .store import MissingRunError, RunStore, folder_digest, host_info, record_n
 # the modules whose code decides a tuned run's numbers (their bytes enter the run key)
 TRAINING_MODULES = ("engine.py", "backbones.py", "partial.py", "metrics.py", "runs.py", "shift.py", "precision.py",
                     "ordering.py", "outputs.py", "batchnorm.py", "stopping.py")
-# the modules whose code decides the probe head lp_ft starts from (its inputs enter lp_ft's key; the stage that
-# calls them is keyed through the subset, the selection rows and the probe params)
-PROBE_MODULES = ("probe.py", "embeddings.py", "gridsearch.py")
-
-
 def source_digest(modules: tuple[str, ...] = TRAINING_MODULES) -> str:
     here = Path(__file__).parent
     digest = hashlib.md5()
@@ -87,13 +86,14 @@ def run_identity(*, config_digest: str, subset: np.ndarray, selection: np.ndarra
     return hashlib.md5(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-def probe_inputs(params: Params) -> dict[str, Any]:
-    """What decides lp_ft's starting head besides the subset, data and weights (already keyed): the probe
-    and embedding configs and the probe code. Host-independent, unlike the fitted head's last bits."""
-    from dataclasses import asdict
-
-    return {"probe": asdict(params.scale.probe), "embed": asdict(params.scale.embed),
-            "code": source_digest(PROBE_MODULES)}
+def head_digest(weight: np.ndarray, bias: np.ndarray, *, levels: int = 1000) -> str:
+    """lp_ft's starting head as its key sees it: every entry quantised to `levels` steps of the head's
+    largest magnitude (and that magnitude to 3 significant digits), so the last bits that differ between
+    hosts' BLAS do not change the key while any change a probe setting makes does."""
+    values = np.concatenate([np.ravel(weight), np.ravel(bias)]).astype(np.float64)
+    scale = float(np.max(np.abs(values))) if values.size else 0.0
+    steps = np.rint(values / scale * levels).astype(np.int64) if scale > 0 else np.zeros(values.size, np.int64)
+    return hashlib.md5(f"{scale:.3g}".encode() + steps.tobytes()).hexdigest()
 
 
 def train_config(params: Params, task: str, method: str, *, seed: int, lr: float) -> Any:
@@ -267,6 +267,12 @@ def run_one(ctx: StageContext, *, seed: int, budget: int, lr: float, progress: b
     return {**store.read(path), "cached": False}
 
 
+def did_learn(result: Any, ratio: float) -> bool:
+    """`outputs.learned` on one attempt's history, its kept selection score and the score it started from."""
+    return learned(result.history, ratio, start_score=result.extra.get("start_val_score"),
+                   best_score=result.best_val_score)
+
+
 def run_key_for(ctx: StageContext, *, seed: int, budget: int, lr: float, restarts: int) -> str:
     """The store key of one run (module docstring, step 4)."""
     import dataclasses
@@ -277,7 +283,9 @@ def run_key_for(ctx: StageContext, *, seed: int, budget: int, lr: float, restart
                                     precision=ft.precision)
     return run_identity(config_digest=requested.digest(), subset=index, selection=ctx.val_index,
                         data_checksum=ctx.data.source["checksum"], weights_hash=_weights_hash(ctx),
-                        probe_inputs=probe_inputs(ctx.params) if ctx.method == "lp_ft" else None,
+                        probe_inputs=({"head": head_digest(ctx.heads[f"w_{run_key(seed, budget)}"],
+                                                           ctx.heads[f"b_{run_key(seed, budget)}"])}
+                                      if ctx.method == "lp_ft" else None),
                         shift_digest=ctx.shift_digest, source=ctx.source,
                         extra={"embed": [ctx.params.scale.embed.max_length, ctx.params.scale.embed.image_size,
                                          ctx.params.scale.embed.pooling],
@@ -303,6 +311,7 @@ def _train_and_score(ctx: StageContext, *, seed: int, budget: int, lr: float, re
     device = ctx.accelerator.device
     attempt, used_lr = 0, lr
     retrain = ft.lr_schedule == "retrain"
+    kept: dict[str, Any] | None = None  # the attempt kept: the best selection score among the attempts
     with measure(device) as cost:  # failed attempts and the length search count: they are what the run cost
         while True:
             seed_everything(seed)
@@ -313,10 +322,15 @@ def _train_and_score(ctx: StageContext, *, seed: int, budget: int, lr: float, re
                            config=dataclasses.replace(config, lr_schedule="horizon") if retrain else config,
                            checkpoint_dir=run_dir if attempt == 0 else run_dir / f"restart{attempt}",
                            accelerator=ctx.accelerator, progress=progress)
-            if attempt >= restarts or learned(result.history, ft.restart_loss_ratio):
+            ok = did_learn(result, ft.restart_loss_ratio)
+            if kept is None or result.best_val_score > kept["result"].best_val_score:
+                # a restart replaces the earlier attempt only when it scores higher on the selection rows
+                kept = {"result": result, "model": model, "lr": used_lr, "config": config, "learned": ok}
+            if attempt >= restarts or ok:
                 break
             attempt += 1
             used_lr = lr / ft.lr_step ** attempt
+        result, model, used_lr, config = kept["result"], kept["model"], kept["lr"], kept["config"]
         explore = result
         if retrain:  # a fresh run annealed to the floor at the length the first one chose; its weights are kept
             seed_everything(seed)
@@ -342,7 +356,8 @@ def _train_and_score(ctx: StageContext, *, seed: int, budget: int, lr: float, re
     steps = result.steps + (explore.steps if retrain else 0)
     samples_trained = steps * ft.batch_size * ft.grad_accum
     row = {"task": ctx.task, "method": ctx.method, "seed": seed, "budget": budget, "lr": used_lr, "lr_searched": lr,
-           "lr_restarts": attempt, "learned": learned(explore.history, ft.restart_loss_ratio),
+           "lr_restarts": attempt, "learned": kept["learned"],
+           "start_val_score": explore.extra["start_val_score"],
            **{k: v for k, v in metrics.items() if k in names},
            "val_score": result.best_val_score, "n_val": len(ctx.val.y), "steps": steps,
            "planned_steps": explore.extra["planned_steps"], "best_step": result.best_step,

@@ -2,10 +2,14 @@
 
 Protocol (`runs` docstring): the method's ``finetune.lr_grid`` (images: × ``image_lr_scale``), extended at
 an edge by ×``lr_step`` up to ``grid_extensions`` times (`gridsearch.grid_search`), each value one run
-without restarts, scored on the shared selection rows. A run uses the pick at the nearest searched budget."""
+without restarts, scored on the shared selection rows. A rate whose run did not learn (`outputs.learned`:
+its loss did not fall, or it ended no better than its start) loses to every rate that did; when none did,
+the search goes on below its smallest rate (÷ ``lr_step``, at most ``lr_restarts`` times). A run uses the
+pick at the nearest searched budget."""
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -32,18 +36,26 @@ def run(params: Params, task: str, method: str, *, root: Path = Path("."), progr
         runs: dict[float, dict[str, Any]] = {}
 
         def evaluate(lr: float, budget: int = budget, runs: dict = runs) -> float:
-            runs[lr] = run_one(ctx, seed=ft.search_seed, budget=budget, lr=lr, progress=progress, restarts=0,
-                               stage="search")
-            return runs[lr]["row"]["val_score"]
+            if lr not in runs:  # a second pass over the tried rates (below) trains nothing again
+                runs[lr] = run_one(ctx, seed=ft.search_seed, budget=budget, lr=lr, progress=progress, restarts=0,
+                                   stage="search")
+            row = runs[lr]["row"]
+            # a rate that did not learn (outputs.learned) loses to every rate that did
+            return row["val_score"] if row.get("learned", True) else -math.inf
 
-        found = grid_search(evaluate, method_lr_grid(params, task, method), step=ft.lr_step,
-                            extensions=ft.grid_extensions)
+        grid = method_lr_grid(params, task, method)
+        found = grid_search(evaluate, grid, step=ft.lr_step, extensions=ft.grid_extensions)
+        for _ in range(ft.lr_restarts):  # every rate failed: go on below the smallest, as a run's restart does
+            if any(runs[lr]["row"].get("learned", True) for lr in runs):
+                break
+            found = grid_search(evaluate, (*runs, min(runs) / ft.lr_step), step=ft.lr_step, extensions=0)
         frames.append(pd.DataFrame([{
-            "method": method, "hyperparameter": "lr", "value": lr, "val_score": score,
+            "method": method, "hyperparameter": "lr", "value": lr, "val_score": runs[lr]["row"]["val_score"],
+            "learned": bool(runs[lr]["row"].get("learned", True)),
             "chosen": lr == found["chosen"], "edge_limited": found["edge_limited"], "budget": budget,
             "seed": ft.search_seed, "n_val": len(ctx.val.y), "still_improving": runs[lr]["row"]["still_improving"],
             "train_seconds": runs[lr]["row"]["train_seconds"], "steps": runs[lr]["row"]["steps"]}
-            for lr, score in found["path"]]))
+            for lr, _ in found["path"]]))
     frame = pd.concat(frames, ignore_index=True)
     write_csv(TaskPaths(root, task).hparams(method), frame)
     print(frame.to_string(index=False))
