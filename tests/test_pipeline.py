@@ -22,14 +22,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _run_probe(project, root: Path, task: str) -> Path:
-    """The probe stage's notebook after the stages dvc.yaml runs before it (prepare, shift, embed)."""
+    """The probe page's notebook after the stages dvc.yaml runs before it (prepare, shift, embed, probe)."""
     from embedtune.params import load_params
-    from embedtune.stages import embed, prepare, shift
+    from embedtune.stages import embed, prepare, probe, shift
 
     params = load_params(project["params_path"])
     prepare.run(params, task, root=root)
     shift.run(params, task, root=root)
     embed.run(params, task, root=root, progress=False)
+    probe.run(params, task, root=root)
     return run_notebook("01-linear-probe", params_path=project["params_path"], root=root, task=task)
 
 

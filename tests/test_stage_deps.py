@@ -14,8 +14,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 PKG = REPO / "src" / "embedtune"
-STAGES = ("prepare", "shift", "embed", "probe", "search", "finetune", "compare", "summary")
-NOTEBOOK_OF = {"probe": "01-linear-probe", "finetune": "02-finetune", "compare": "03-compare", "summary": "04-summary"}
+STAGES = ("prepare", "shift", "embed", "probe", "probe_page", "search", "finetune", "compare", "summary")
+NOTEBOOK_OF = {"probe_page": "01-linear-probe", "finetune": "02-finetune", "compare": "03-compare", "summary": "04-summary"}
 
 
 def module_name(path: Path) -> str:

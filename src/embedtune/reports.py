@@ -373,3 +373,18 @@ def summary_figure(headlines: dict[str, dict[str, Any]], root: Path) -> Path:
     fig.suptitle("test metric vs label budget, mean ± sd over seeds")
     fig.tight_layout()
     return save_figure(fig, root / "reports" / "figures" / "summary-learning-curves.png")
+
+
+def layer_mass_figure(mass: Any, *, title: str = "") -> Any:
+    """Where the layer probe reads: each block's share of the head's squared weight (mean over seeds), one
+    line per label budget; block 0 is the lowest."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    table = mass.groupby(["budget", "block"])["mass"].mean().reset_index()
+    for budget, part in table.groupby("budget"):
+        ax.plot(part["block"], part["mass"], marker="o", label=f"{int(budget):,} labels")
+    ax.set_xlabel("block of the frozen backbone (0 = lowest; the last is the probe's embedding)")
+    ax.set_ylabel("share of the head's weight")
+    ax.set_title(title)
+    ax.legend(fontsize=9, title="budget")
+    ax.grid(alpha=0.3)
+    return fig

@@ -12,6 +12,20 @@ from ..params import Params
 from ..paths import TaskPaths
 
 
+def public_card(card: dict[str, Any], *, data_root: str | Path) -> dict[str, Any]:
+    """The data card as committed: source files relative to ``data_root`` (no path of this machine)."""
+    root = Path(data_root).resolve()
+
+    def relative(path: str) -> str:
+        resolved = Path(path).resolve()
+        return resolved.relative_to(root).as_posix() if resolved.is_relative_to(root) else resolved.name
+
+    files = card.get("files")
+    if isinstance(files, dict):
+        return {**card, "files": {k: relative(str(v)) for k, v in files.items()}}
+    return dict(card)
+
+
 def run(params: Params, task: str, *, root: Path = Path(".")) -> dict[str, Any]:
     """Write ``data/prepared/<task>/`` (splits, ``card.json``, ``subsets.json``) and a copy of the data card in
     ``results/<task>/card.json`` (committed: the probe page's read mode shows it without the DVC cache);
@@ -45,7 +59,7 @@ def run(params: Params, task: str, *, root: Path = Path(".")) -> dict[str, Any]:
         "single_seed_sizes": single, "tuned_sizes": sorted({*shared, *single}), "n_train": n_train,
         "seeds": list(b.seeds), "seeds_by_size": seeds_by_size, "subsets": subsets,
         "data_checksum": card["checksum"]}})
-    write_json(paths.results / "card.json", card)
+    write_json(paths.results / "card.json", public_card(card, data_root=params.data_root))
     print(f"{task}: counts {card['counts']}, duplicates removed {card['duplicates_removed']}")
     return card
 

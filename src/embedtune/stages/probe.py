@@ -1,9 +1,11 @@
-"""Stage `probe`: the linear probe on cached embeddings and the classic floor (TF-IDF / raw pixels + logistic
-regression) at every budget × seed of one task, selected on the shared selection rows; every run also
-scores every shift set. Notebook 01 calls `run` and shows what it wrote."""
+"""Stage `probe`: the linear probe on cached embeddings, the layer probe and the classic floor (TF-IDF / raw
+pixels + logistic regression) at every budget × seed of one task, selected on the shared selection rows;
+every run also scores every shift set. It writes data only: the page (figures and notebook 01) is the
+`probe_page` stage, so editing the page never refits a probe."""
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -11,14 +13,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import reports
 from ..backbones import encode, load_backbone
-from ..compare import load_predictions
 from ..costs import device_name, measure, price
 from ..data import TaskData, load_prepared, selection_index
 from ..embeddings import load_embeddings
 from ..io import read_json, seed_everything, write_csv, write_npz
-from ..layers import layer_features, layer_mass_figure, layer_probe_runs, load_layer_features
+from ..layers import layer_features, layer_probe_runs, load_layer_features
 from ..metrics import compute_metrics
 from ..outputs import shift_row, write_method_outputs
 from ..params import Params, is_multi_label, task_kind
@@ -30,8 +30,8 @@ from ..shift import ShiftSet, read_shift_sets
 
 def run(params: Params, task: str, *, root: Path = Path("."), device: str = "cpu") -> dict[str, Any]:
     """Write ``results/<task>/{probe,classic}.csv``, their predictions, shift rows and C searches,
-    ``data/probe_heads/<task>/<method>.npz`` (lp_ft: the raw-feature heads it starts from; others: empty), ``metrics/<task>/{probe,classic}.json``
-    and the probe's figures. Returns the results and figure paths for the notebook."""
+    ``data/probe_heads/<task>/<method>.npz`` (lp_ft: the raw-feature heads it starts from; others: empty) and
+    ``metrics/<task>/methods/{probe,classic,layer_probe}.json``. Returns the result rows."""
     seed_everything(0)
     paths = TaskPaths(root, task)
     data = load_prepared(paths.prepared)
@@ -134,45 +134,7 @@ def run(params: Params, task: str, *, root: Path = Path("."), device: str = "cpu
     for method in ("probe", "classic", "layer_probe"):
         write_csv(paths.results / "shift" / f"{method}.csv", shift_frame[shift_frame["method"] == method])
         write_csv(paths.hparams(method), pd.DataFrame([h for h in hparams if h["method"] == method]))
-    return {**_figures(paths, data, frames, metric=task_params.main_metric),
-            "data_card": read_json(paths.prepared / "card.json")}
-
-
-def view(params: Params, task: str, *, root: Path = Path(".")) -> dict[str, Any]:
-    """What `run` returns, read from the committed files it and `prepare` wrote (the notebook's read mode):
-    computes and writes nothing; a missing file stops with the stage that writes it."""
-    paths = TaskPaths(root, task)
-    needed = {"card": (paths.results / "card.json", f"prepare@{task}"),
-              **{m: (paths.results / f"{m}.csv", f"probe@{task}") for m in ("probe", "layer_probe", "classic")},
-              **{k: (paths.figure(name), f"probe@{task}") for k, name in
-                 (("learning_curve", "probe-learning-curve"), ("confusion", "probe-confusion"),
-                  ("layer_mass", "layer-mass"))}}
-    for path, stage in needed.values():
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} not found; the {stage.split('@')[0]} stage writes it: dvc repro {stage}")
-    results = pd.concat([pd.read_csv(needed[m][0]) for m in ("probe", "layer_probe", "classic")], ignore_index=True)
-    return {"results": results, "data_card": read_json(needed["card"][0]),
-            **{k: needed[k][0] for k in ("learning_curve", "confusion", "layer_mass")}}
-
-
-def _figures(paths: TaskPaths, data: TaskData, frames: dict[str, pd.DataFrame], *, metric: str) -> dict[str, Any]:
-    """Learning curve (probe, layer probe, classic), the probe's confusion at the largest budget (first seed)
-    and where the layer probe reads (block weight mass per budget)."""
-    both = pd.concat(frames.values(), ignore_index=True)
-    curve = reports.save_figure(reports.learning_curve_figure(both, metric,
-                                                              title=f"{paths.task}: probe, layer probe and classic"),
-                                paths.figure("probe-learning-curve"))
-    mass = reports.save_figure(layer_mass_figure(pd.read_csv(paths.results / "layer_mass.csv"),
-                                                 title=f"{paths.task}: where the layer probe reads"),
-                               paths.figure("layer-mass"))
-    preds = load_predictions(paths.results, "probe")
-    budget, seed = int(both["budget"].max()), int(both["seed"].min())
-    key = run_key(seed, budget)
-    confusion = reports.save_figure(
-        reports.confusion_figure(preds["y_test"], preds[key], data.label_names, thresholds=preds.get(f"thr_{key}"),
-                                 title=f"{paths.task}: probe, {budget} labels, seed {seed}"),
-        paths.figure("probe-confusion"))
-    return {"results": both, "learning_curve": curve, "confusion": confusion, "layer_mass": mass}
+    return {"results": pd.concat(frames.values(), ignore_index=True)}
 
 
 def _embed_shift_sets(params: Params, task: str, sets: list[ShiftSet], *,
@@ -229,3 +191,9 @@ def _classic_run(data: TaskData, index: np.ndarray, y: dict[str, np.ndarray], *,
            "trainable_params": int(n_features * n_out + n_out), "total_params": int(n_features * n_out + n_out),
            "device": device_name("cpu")}
     return row, info["c_path"]
+
+
+if __name__ == "__main__":
+    from ..entry import stage_main
+
+    sys.exit(stage_main(run, doc=__doc__))
