@@ -16,6 +16,7 @@ class Method:
     family: Literal["probe", "tuned"]  # "probe": the probe stage fits it on cached features; "tuned": trains
     label: str  # what a reader sees
     color: str  # one colour per method in every figure
+    marker: str  # one matplotlib marker per method in every figure (told apart without colour)
 
 
 @dataclass(frozen=True)
@@ -28,13 +29,13 @@ class Metric:
 
 
 METHODS: tuple[Method, ...] = (
-    Method("classic", "probe", "TF-IDF / raw pixels + logistic regression", "#7f7f7f"),
-    Method("probe", "probe", "linear probe on frozen embeddings", "#1f77b4"),
-    Method("layer_probe", "probe", "linear head on every block's features (group lasso over blocks)", "#17becf"),
-    Method("partial", "tuned", "top blocks fine-tuned", "#ff7f0e"),
-    Method("lora", "tuned", "LoRA adapters", "#2ca02c"),
-    Method("lp_ft", "tuned", "linear probe, then full fine-tuning", "#9467bd"),
-    Method("full", "tuned", "full fine-tuning", "#d62728"),
+    Method("classic", "probe", "TF-IDF / raw pixels + logistic regression", "#7f7f7f", "s"),
+    Method("probe", "probe", "linear probe on frozen embeddings", "#1f77b4", "o"),
+    Method("layer_probe", "probe", "linear head on every block's features (group lasso over blocks)", "#17becf", "D"),
+    Method("partial", "tuned", "top blocks fine-tuned", "#ff7f0e", "^"),
+    Method("lora", "tuned", "LoRA adapters", "#2ca02c", "v"),
+    Method("lp_ft", "tuned", "linear probe, then full fine-tuning", "#9467bd", "P"),
+    Method("full", "tuned", "full fine-tuning", "#d62728", "X"),
 )
 METRICS: tuple[Metric, ...] = (
     Metric("accuracy", True, True, False, True),
@@ -49,6 +50,7 @@ METHOD_ORDER: tuple[str, ...] = tuple(m.name for m in METHODS)
 # the tuned methods in the order params.yaml's default `methods` lists them
 TUNED_METHODS: tuple[str, ...] = ("full", "lp_ft", "lora", "partial")
 COLORS: dict[str, str] = {m.name: m.color for m in METHODS}
+MARKERS: dict[str, str] = {m.name: m.marker for m in METHODS}
 METRIC_NAMES: tuple[str, ...] = tuple(m.name for m in METRICS)
 MAIN_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS if m.main)
 assert set(TUNED_METHODS) == {m.name for m in METHODS if m.family == "tuned"}
