@@ -9,6 +9,7 @@ from typing import Any
 from .. import reports
 from ..bundle import environment_versions, load_run_time, task_bundle
 from ..findings import readme_block, update_readme
+from ..headline import answer_figure
 from ..io import write_json
 from ..params import Params
 from ..paths import TaskPaths
@@ -20,6 +21,9 @@ def backbone_label(name: str) -> str:
     """A backbone as a page names it: a hub id or ``pkg:`` name as is, a local folder by its last part (no path
     of this machine on a page)."""
     return Path(name).name if Path(name).is_absolute() else name
+
+
+ANSWER_FIGURE = Path("reports") / "figures" / "summary-answer.png"
 
 
 def _run_time(root: Path) -> dict[str, Any] | None:
@@ -42,6 +46,7 @@ def run(params: Params, *, root: Path = Path("."), readme: Path | None = None) -
     write_json(root / "reports" / "environment.json", environment_versions())  # versions behind results/
     headlines = {t: b["headline"] for t, b in per_task.items()}
     figure = reports.summary_figure(headlines, root)
+    answer = reports.save_figure(answer_figure(per_task), root / ANSWER_FIGURE)
     run_time = _run_time(root)
     info = {**reports.provenance(params.profile),
             "backbones": ", ".join(f"{t}: {backbone_label(params.backbone_for(t))}" for t in per_task)}
@@ -56,8 +61,9 @@ def run(params: Params, *, root: Path = Path("."), readme: Path | None = None) -
         update_readme(readme, readme_block(per_task, run_time=run_time))
         reports.update_readme(readme, reports.readme_section(headlines=headlines, info=info,
                                                              key_figure="reports/figures/summary-learning-curves.png",
-                                                             answer=answer_table(per_task)))
-    return {"per_task": per_task, "figure": figure, "run_time": run_time}
+                                                             answer=answer_table(per_task),
+                                                             answer_figure=ANSWER_FIGURE.as_posix()))
+    return {"per_task": per_task, "figure": figure, "answer_figure": answer, "run_time": run_time}
 
 
 def view(params: Params, *, root: Path = Path(".")) -> dict[str, Any]:
@@ -67,8 +73,8 @@ def view(params: Params, *, root: Path = Path(".")) -> dict[str, Any]:
                 if (TaskPaths(root, t).results / "decision.csv").is_file()}
     if not per_task:
         raise FileNotFoundError("no task has compare results yet; run the compare stage first: dvc repro compare")
-    figure = root / "reports" / "figures" / "summary-learning-curves.png"
-    if not figure.is_file():
-        raise FileNotFoundError(f"{figure} not found; the summary stage writes it: dvc repro summary")
-    run_time = _run_time(root)
-    return {"per_task": per_task, "figure": figure, "run_time": run_time}
+    figure, answer = root / "reports" / "figures" / "summary-learning-curves.png", root / ANSWER_FIGURE
+    for path in (figure, answer):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found; the summary stage writes it: dvc repro summary")
+    return {"per_task": per_task, "figure": figure, "answer_figure": answer, "run_time": _run_time(root)}
