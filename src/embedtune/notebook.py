@@ -94,12 +94,36 @@ def render(name: str, *, params_path: Path, root: Path, task: str | None = None,
         failed.unlink(missing_ok=True)
         subprocess.run([sys.executable, "-m", "nbconvert", "--to", "html", "--no-input", "--log-level", "WARN",
                         str(executed)], check=True)
-        for produced, final in ((executed.with_suffix(".html"), out_base.with_suffix(".html")),
+        produced_html = executed.with_suffix(".html")
+        produced_html.write_text(page_chrome(produced_html.read_text(encoding="utf-8"), task=task, method=method,
+                                             index_href="index.html" if name == "04-summary" else "../index.html"),
+                                 encoding="utf-8")
+        for produced, final in ((produced_html, out_base.with_suffix(".html")),
                                 (executed, out_base.with_suffix(".ipynb"))):
             staged = final.with_name(f".{final.name}.tmp")
             shutil.copyfile(produced, staged)
             os.replace(staged, final)
     return out_base.with_suffix(".html")
+
+
+H1 = re.compile(r"(<h1[^>]*>)(.*?)(<a class=\"anchor-link\"|</h1>)", re.S)
+
+
+def page_chrome(page: str, *, task: str | None, method: str | None, index_href: str) -> str:
+    """What makes a rendered notebook a page of this site: a title and first heading naming its task and
+    method (twelve fine-tuning pages would otherwise share one), and a link back to the index."""
+    import html as html_lib
+
+    match = H1.search(page)
+    heading = re.sub(r"<[^>]+>", "", match.group(2)).strip() if match else "Embed or Tune"
+    subject = " · ".join(x for x in (task, method) if x)
+    title = f"{subject}: {heading}" if subject else heading
+    if match and subject:  # before the title changes: the match's offsets are into the page as it came
+        page = page[:match.start(2)] + f"{html_lib.escape(subject)}: " + page[match.start(2):]
+    page = re.sub(r"<title>.*?</title>", f"<title>{html_lib.escape(title)} — Embed or Tune</title>", page, count=1,
+                  flags=re.S)
+    back = (f"<p class='back-to-index'><a href='{index_href}'>← Embed or Tune: all results</a></p>")
+    return re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + back, page, count=1)
 
 
 def failure_message(name: str, exc: Any, kept: Path | None, *, source_lines: int = 4) -> str:

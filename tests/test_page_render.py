@@ -1,0 +1,77 @@
+"""Pages as a reader's browser shows them (issue 32): a rendered notebook names its task and method and links
+back to the index, and `pagecheck` finds in headless Chromium what a reader would (sideways scroll, shrunk
+figures, index columns, float noise, log lines, missing back links)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from embedtune import pagecheck
+from embedtune.notebook import page_chrome
+
+REPO = Path(__file__).resolve().parents[1]
+needs_chromium = pytest.mark.skipif(pagecheck.chromium() is None, reason="no Chromium on this machine")
+
+
+def test_a_rendered_notebook_names_its_task_and_method_and_links_back_to_the_index() -> None:
+    page = ("<html><head><title>02-finetune-full</title></head><body class='jp'><main>"
+            "<h1 id='x'>Fine-tuning<a class=\"anchor-link\" href='#x'>¶</a></h1></main></body></html>")
+    out = page_chrome(page, task="legal", method="lora", index_href="../index.html")
+    assert "<title>legal · lora: Fine-tuning — Embed or Tune</title>" in out
+    assert "<h1 id='x'>legal · lora: Fine-tuning<a" in out
+    assert out.index("href='../index.html'") < out.index("<main>")
+    summary = page_chrome(page, task=None, method=None, index_href="index.html")
+    assert "<title>Fine-tuning — Embed or Tune</title>" in summary and "href='index.html'" in summary
+
+
+def _png(path: Path, width_px: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(width_px / 100, 1.0), dpi=100)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+@needs_chromium
+def test_pagecheck_finds_what_a_reader_would_and_passes_a_clean_page(tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
+    (reports / "figures").mkdir(parents=True)
+    _png(reports / "figures" / "small.png", 600)
+    _png(reports / "figures" / "huge.png", 3000)
+    (reports / "index.html").write_text(
+        "<html><head><title>Index</title></head><body><a href='task/good.html'>good</a>"
+        "<img src='figures/small.png'></body></html>")
+    (reports / "task").mkdir()
+    (reports / "task" / "good.html").write_text(
+        "<html><head><title>task: good</title></head><body><a href='../index.html'>back</a>"
+        "<table><tr><th>method</th><th>accuracy</th></tr><tr><td>probe</td><td>0.742</td></tr></table>"
+        "<p>learning rate 3.0e-05</p><img src='../figures/small.png'></body></html>")
+    (reports / "task" / "bad.html").write_text(
+        "<html><head><title>task: bad</title></head><body>"
+        "<table><tr><th></th><th>accuracy</th></tr><tr><td>0</td><td>0.9</td></tr><tr><td>1</td><td>0.8</td></tr></table>"
+        "<p>0.923 ± 1.2e-16</p><pre>Loaded pretrained weights for efficientnet-lite0</pre>"
+        "<div style='width:2200px'>wide</div><img src='../figures/huge.png' style='max-width:600px'>"
+        "<img src='../figures/missing.png'>"
+        "</body></html>")
+    found = pagecheck.check_pages(reports, tick_pt=10.5)
+    assert found["index.html"] == [] and found["task/good.html"] == []
+    bad = " | ".join(found["task/bad.html"])
+    for expected in ("scrolls sideways", "image not loaded", "figure shrunk", "index column", "float noise",
+                     "log line", "no link back to the index"):
+        assert expected in bad, (expected, bad)
+
+
+@needs_chromium
+@pytest.mark.slow
+@pytest.mark.xfail(strict=False, reason="the committed pages were rendered by the run of commit 23bfdab, before "
+                   "issue 32's page code (index columns, titles, back links, figure sizes); the cpu profile that "
+                   "re-renders them grows through the run store and is not complete yet")
+def test_every_committed_page_reads_as_a_page() -> None:
+    found = pagecheck.check_pages(REPO / "reports")
+    assert not {page: issues for page, issues in found.items() if issues}, json.dumps(found, indent=1)
