@@ -46,6 +46,52 @@ window.addEventListener('load', () => {
 """
 
 
+def html_tables(page: str) -> list[list[list[str]]]:
+    """Every <table> of an HTML page as rows of cell texts (header row first), with the standard library."""
+    from html.parser import HTMLParser
+
+    class Tables(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tables: list[list[list[str]]] = []
+            self.cell: list[str] | None = None
+
+        def handle_starttag(self, tag: str, attrs: Any) -> None:
+            if tag == "table":
+                self.tables.append([])
+            elif tag == "tr" and self.tables:
+                self.tables[-1].append([])
+            elif tag in ("td", "th"):
+                self.cell = []
+
+        def handle_endtag(self, tag: str) -> None:
+            if tag in ("td", "th") and self.cell is not None and self.tables and self.tables[-1]:
+                self.tables[-1][-1].append(" ".join("".join(self.cell).split()))
+                self.cell = None
+
+        def handle_data(self, data: str) -> None:
+            if self.cell is not None:
+                self.cell.append(data)
+
+    parser = Tables()
+    parser.feed(page)
+    return parser.tables
+
+
+SUFFIX = {"k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15}
+NUMBER = re.compile(r"[+−-]?\d[\d,]*(?:\.\d+)?(?:e[+-]?\d+)?(?:\s?[kMGTP](?![a-zA-Z]))?")
+
+
+def numbers(text: str) -> list[float]:
+    """The numbers a reader reads in a cell, in order: "10,199" → 10199, "1.76 M" → 1.76e6, "−0.5" → −0.5."""
+    out = []
+    for token in NUMBER.findall(text):
+        token = token.replace("−", "-").replace(",", "").strip()
+        scale = SUFFIX.get(token[-1], 1.0) if token[-1] in SUFFIX else 1.0
+        out.append(float(token.rstrip("kMGTP").strip()) * scale)
+    return out
+
+
 def chromium() -> str | None:
     for name in ("chromium", "chromium-browser", "google-chrome"):
         found = shutil.which(name)

@@ -34,6 +34,12 @@ def significant(value: float, digits: int) -> str:
     return f"{round(value, places):.{max(places, 0)}f}"
 
 
+def ratio_text(value: float) -> str:
+    """A ratio at 2 significant digits with "×"; a real ratio is never float noise, so a tiny one keeps its
+    value ("1.2e-10×") where `significant` would show 0."""
+    return f"{significant(value, 2) if abs(value) >= NOISE else f'{value:.1e}'}×"
+
+
 def count_text(value: float) -> str:
     """A count: exact with thousands separators below a million (10199 → "10,199", a budget or a parameter
     count a reader compares across pages), else 3 significant digits with M / G (22713216 → "22.7 M")."""
@@ -277,7 +283,7 @@ def answer_table(per_task: dict[str, dict[str, Any]]) -> pd.DataFrame:
                     value = float(med.loc[(pick, budget), column]) / float(med.loc[("probe", budget), column])
                 except (KeyError, ZeroDivisionError):
                     return "—"
-                return f"{significant(value, 2)}×" if math.isfinite(value) else "—"
+                return ratio_text(value) if math.isfinite(value) else "—"
 
             rows.append({"task": task, "labels": count_text(budget), "pick": pick,
                          "tied with the best": str(r.get("tied", "")),

@@ -1,0 +1,112 @@
+"""Every number of the headline answer, read back from the page a reader opens (index.html) and the README
+block, equals its source value within the rounding it is shown at (issue 32: a count once read 10× too
+small). Property-style: several seeded random runs with counts, seconds and FLOPs across many magnitudes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from embedtune import reports
+from embedtune.compare import headline as headline_of
+from embedtune.pagecheck import html_tables, numbers
+from embedtune.tables import answer_table
+
+INFO = {"profile": "cpu", "commit": "abc1234", "source tree": "clean", "date": "2026-12-05 12:00 UTC",
+        "machine": "x86_64, 2 cores, Linux", "backbones": "sentiment: pkg:all-minilm-l6-v2"}
+
+
+def _run(rng: np.random.Generator, task: str) -> dict:
+    """A random but well-formed task: results per method × budget × seed, comparisons with the probe, a guide."""
+    budgets = [16, 64, 256, 1024, int(rng.integers(2_000, 60_000))]
+    methods = ["classic", "probe", "layer_probe", "partial", "lora", "lp_ft", "full"]
+    scale = {m: 10 ** rng.uniform(-1, 3) for m in methods}  # seconds: 0.1 … 1,000
+    flops = {m: 10 ** rng.uniform(5, 16) for m in methods}  # ratios down to 1e-11: never shown as 0
+    rows = []
+    for method in methods:
+        for budget in budgets:
+            for seed in range(int(rng.integers(2, 6))):
+                rows.append({"task": task, "method": method, "budget": budget, "seed": seed,
+                             "accuracy": float(rng.uniform(0.4, 0.95)),
+                             "train_seconds": scale[method] * budget ** 0.5 * rng.uniform(0.9, 1.1),
+                             "infer_ms_per_1000": float(10 ** rng.uniform(0, 4)),
+                             "train_flops": flops[method] * budget * rng.uniform(0.9, 1.1),
+                             "infer_flops_per_row": float(10 ** rng.uniform(3, 10))})
+    results = pd.DataFrame(rows)
+    comparisons, guide = [], []
+    for budget in budgets:
+        for method in methods[2:] + ["classic"]:
+            diff = float(rng.normal(3, 6))
+            half, adj = float(rng.uniform(0.5, 5)), float(rng.uniform(5, 9))
+            comparisons.append({"method_a": method, "method_b": "probe", "budget": budget, "metric": "accuracy",
+                                "diff_points": diff, "ci_low": diff - half, "ci_high": diff + half,
+                                "ci_low_adj": diff - adj, "ci_high_adj": diff + adj,
+                                "significant": bool(diff - adj > 0)})
+        pick = str(rng.choice(methods))
+        seeds = int(results[(results["method"] == pick) & (results["budget"] == budget)]["seed"].nunique())
+        guide.append({"budget": budget, "pick": pick, "best": pick, "tied": f"{pick}, probe",
+                      "pick_mean": float(results[(results["method"] == pick)
+                                                 & (results["budget"] == budget)]["accuracy"].mean()),
+                      "pick_seeds": seeds, "expected_loss_points": float(rng.uniform(0, 2)), "margin_points": 1.0,
+                      "pick_gain_over_probe_points": float(rng.normal(3, 5)),
+                      "pick_build_seconds": float(10 ** rng.uniform(-1, 4)),
+                      "pick_serve_seconds_per_1000": float(10 ** rng.uniform(-2, 2)),
+                      **{f"p_best {m}": float(rng.uniform()) for m in methods}})
+    return {"results": results, "comparisons": pd.DataFrame(comparisons), "guide": pd.DataFrame(guide),
+            "headline": headline_of(results, "accuracy")}
+
+
+def _expected(t: dict, budget: int) -> dict:
+    """The source values of one answer row, computed here independently of tables.answer_table."""
+    g = t["guide"].set_index("budget").loc[budget]
+    results, pick = t["results"], str(g["pick"])
+    med = results.groupby(["method", "budget"]).median(numeric_only=True)
+    out = {"pick": pick, "score": float(g["pick_mean"]), "seeds": int(g["pick_seeds"])}
+    if pick != "probe":
+        c = t["comparisons"]
+        row = c[(c["method_a"] == pick) & (c["budget"] == budget)].iloc[0]
+        out["gain"] = [row["diff_points"], row["ci_low_adj"], row["ci_high_adj"]]
+    for column in ("train_seconds", "infer_ms_per_1000", "train_flops", "infer_flops_per_row"):
+        out[column] = float(med.loc[(pick, budget), column] / med.loc[("probe", budget), column])
+    return out
+
+
+def _check_rows(header: list[str], rows: list[list[str]], per_task: dict) -> int:
+    col = {name: i for i, name in enumerate(header)}
+    checked = 0
+    for cells in rows:
+        t = per_task[cells[col["task"]]]
+        (budget,) = numbers(cells[col["labels"]])
+        assert budget == int(budget) and int(budget) in set(t["guide"]["budget"]), cells  # exact count
+        expected = _expected(t, int(budget))
+        assert cells[col["pick"]] == expected["pick"]
+        score, seeds = numbers(cells[col["test score"]])
+        assert abs(score - expected["score"]) <= 0.0005 + 1e-12 and seeds == expected["seeds"], cells
+        if "gain" in expected:
+            shown = numbers(cells[col["gain over probe (points)"]])
+            assert np.allclose(shown, expected["gain"], atol=0.05 + 1e-9), (shown, expected["gain"])
+        for name, column in (("build × probe (s)", "train_seconds"), ("serve × probe (s)", "infer_ms_per_1000"),
+                             ("build × probe (FLOPs)", "train_flops"),
+                             ("serve × probe (FLOPs)", "infer_flops_per_row")):
+            (ratio,) = numbers(cells[col[name]])
+            # two significant digits: within half a unit of the second digit (a power of ten off fails)
+            assert abs(ratio - expected[column]) <= 0.051 * abs(expected[column]) + 1e-12, (name, ratio, expected)
+        checked += 1
+    return checked
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_every_number_of_the_answer_on_the_index_and_readme_equals_its_source(tmp_path, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    per_task = {task: _run(rng, task) for task in ("sentiment", "legal")}
+    reports.index_html(reports_dir=tmp_path, per_task=per_task, info=INFO)
+    tables = html_tables((tmp_path / "index.html").read_text())
+    answer = tables[0]
+    assert _check_rows(answer[0], answer[1:], per_task) == sum(len(t["guide"]) for t in per_task.values())
+
+    block = reports.readme_section(headlines={t: v["headline"] for t, v in per_task.items()}, info=INFO,
+                                   key_figure=None, answer=answer_table(per_task))
+    first_table = block.split("\n\n| ")[1].split("\n\n")[0].splitlines()  # the answer: the block's first table
+    cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in ["| " + first_table[0], *first_table[1:]]]
+    assert _check_rows(cells[0], cells[2:], per_task) == sum(len(t["guide"]) for t in per_task.values())
