@@ -118,6 +118,13 @@ def project(tmp_path: Path, tiny_text_model_dir: Path, tiny_image_model_dir: Pat
                               "lr_grid": {"full": [1.0e-3, 3.0e-3], "lp_ft": [5.0e-4, 1.0e-3],
                                           "lora": [1.0e-3, 3.0e-3], "partial": [1.0e-3, 3.0e-3]},
                               "search_budgets": [16], "partial_blocks": {"text": 1, "image": 1}})
+    # CI runs the suite with the training arithmetic forced each way (.ci/run): fp32 on any host, bf16 where
+    # the CPU has it natively; unset, the profile's own setting (auto) decides
+    forced = os.environ.get("EMBEDTUNE_TEST_PRECISION")
+    if forced:
+        if forced not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"EMBEDTUNE_TEST_PRECISION: bad value {forced!r}; allowed values: auto, fp32, bf16")
+        smoke["finetune"]["precision"] = forced
     params_path = tmp_path / "params.yaml"
     params_path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return {"root": tmp_path, "params_path": params_path, "data_root": data, "raw": raw}
