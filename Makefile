@@ -12,7 +12,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help install lock check-env repro repro-cold runs-status verify-runs smoke test test-slow lint format lab bench clean clean-runs strip
+.PHONY: help install lock check-env repro repro-cold runs-status verify-runs smoke smoke-all test test-slow lint format lab bench clean clean-runs strip
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -56,8 +56,11 @@ SEED ?= 0
 verify-runs: $(STAMP)  ## retrain N stored runs (seeded pick, SEED) and compare with their records: reports/verify-runs.md
 	$(BIN)/python -m embedtune.verify runs --n $(N) --seed $(SEED)
 
-smoke: $(STAMP)  ## `dvc repro` on the smoke profile in a scratch copy, .scratch/smoke/ (results not committed)
+smoke: $(STAMP)  ## `dvc repro` on the smoke profile, one task per data kind, in a scratch copy (.scratch/smoke/)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python scripts/smoke.py
+
+smoke-all: $(STAMP)  ## like smoke, every declared task (.scratch/smoke-all/)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python scripts/smoke.py --all
 
 test: check-env  ## run the test suite (fast: the slow end-to-end tests run in `make test-slow` and CI)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q -m "not slow"

@@ -36,3 +36,13 @@ def test_a_scratch_run_imports_the_copy_and_uses_this_interpreters_dvc(tmp_path:
     assert env["PYTHONPATH"] == str(tmp_path / "src")
     assert env["PATH"].split(":")[0] == str(Path(sys.executable).parent)
     assert Path(scratch.dvc_executable()).parent == Path(sys.executable).parent
+
+
+def test_smoke_covers_one_task_per_data_kind_and_smoke_all_every_task() -> None:
+    from .conftest import load_script
+
+    smoke = load_script("scripts/smoke.py")
+    tasks = {"sentiment": {}, "medical": {}, "legal": {}}
+    kinds = {"sentiment": "text", "medical": "image", "legal": "text"}
+    assert list(smoke.smoke_tasks(tasks, kinds, every=False)) == ["sentiment", "medical"]
+    assert list(smoke.smoke_tasks(tasks, kinds, every=True)) == ["sentiment", "medical", "legal"]
