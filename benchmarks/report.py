@@ -83,8 +83,9 @@ def finetune_section(f: dict[str, Any] | None) -> list[str]:
                      f"autocast ({m['fp32_seconds']:.0f} s vs {m['bf16_seconds']:.0f} s).")
     if "matmul" in f:
         mm = f["matmul"]
+        bf16_peak = f", {mm['bf16_gflops']:.3g} GFLOP/s bf16" if "bf16_gflops" in mm else ""
         lines.append(f"Matmul peak of this host (a {mm['shape']} matmul, the shape of a MiniLM MLP step on one "
-                     f"batch): {mm['fp32_gflops']:.3g} GFLOP/s fp32, {mm['bf16_gflops']:.3g} GFLOP/s bf16. FLOPs per "
+                     f"batch): {mm['fp32_gflops']:.3g} GFLOP/s fp32{bf16_peak}. FLOPs per "
                      "training step (FlopCounterMode, on that batch) ÷ our measured step time (which also holds "
                      "the optimizer, data preparation and one small validation pass), against the peak of the "
                      f"same precision, aim ≥ 60%: fp32 {verdict(mm['ours_fp32_fraction'], 0.6)}; bf16 "
@@ -177,6 +178,8 @@ def render(results: dict[str, Any], *, root: Path = REPO) -> str:
     lines = ["# Benchmarks", "", header, ""]
     if results.get("versions"):
         lines += ["Versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items()) + ".", ""]
+    if results.get("bf16", {}).get("note"):
+        lines += [f"bf16: {results['bf16']['note']}.", ""]
     lines += embed_section(results.get("embed"))
     lines += finetune_section(results.get("finetune"))
     lines += probe_section(results.get("probe"), results.get("probe_max_budget", "?"))

