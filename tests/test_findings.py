@@ -229,3 +229,13 @@ def test_the_readme_results_block_stays_under_25_bullets() -> None:
     bullets = [line for line in block.splitlines() if line.startswith("- ")]
     assert len(bullets) <= 25, len(bullets)
     assert sum("**medical**" in b for b in bullets) == 2  # its answer and its ranking, once each
+
+
+def test_the_schedule_finding_counts_kept_checkpoints_at_a_tenth_of_the_peak_rate() -> None:
+    tuned = pd.DataFrame({"lr_frac_at_best": [0.05, 0.1, 0.5, 0.66]})
+    (sentence,) = findings.annealed_findings(tuned)
+    assert sentence.startswith("2 of the 4 tuned runs kept a checkpoint at ≤ 10%") and "median 30%" in sentence
+    assert "not met" in sentence and "schedule-pilot-4.md" in sentence
+    (done,) = findings.annealed_findings(pd.DataFrame({"lr_frac_at_best": [0.05, 0.02]}))
+    assert done.endswith("aim: every run: met.")
+    assert findings.annealed_findings(pd.DataFrame({"lr": [1e-4]})) == []

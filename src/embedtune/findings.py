@@ -361,6 +361,25 @@ def run_time_sentences(record: dict[str, Any] | None, *, slowest: int = 3) -> li
 STILL_IMPROVING_AIM = 0.10  # issue 11: at most 10% of the committed tuned runs still improving at their end
 
 
+ANNEALED_AIM = 0.10  # issue 31: the learning rate at the kept checkpoint at most 10% of its peak, in every run
+
+
+def annealed_findings(tuned: pd.DataFrame) -> list[str]:
+    """Whether the tuned runs' kept checkpoints come from a finished schedule (``lr_frac_at_best`` ≤ 10% of the
+    peak); what the schedules that always finish cost is measured in the schedule pilot's own report."""
+    if "lr_frac_at_best" not in tuned or tuned["lr_frac_at_best"].isna().all():
+        return []
+    frac = tuned["lr_frac_at_best"].dropna().astype(float)
+    done = int((frac <= ANNEALED_AIM + 1e-9).sum())
+    met = done == len(frac)
+    return [f"{done} of the {len(frac)} tuned runs kept a checkpoint at ≤ {100 * ANNEALED_AIM:.0f}% of their peak "
+            f"learning rate (median {100 * float(frac.median()):.0f}% of the peak); aim: every run: "
+            + ("met." if met else "not met: the profile decays the rate over its round cap (`horizon`); the "
+               "schedules whose kept checkpoint always is (annealing to a floor, retraining to the chosen "
+               "length) scored lower on the selection rows in the schedule pilot "
+               "(`reports/schedule-pilot-4.md`).")]
+
+
 def across_tasks_findings(per_task: dict[str, dict[str, Any]]) -> list[str]:
     """Protocol checks over every task's tuned rows: the share still improving at their last evaluation
     against STILL_IMPROVING_AIM, and how many runs restarted at a lower rate."""
@@ -381,6 +400,7 @@ def across_tasks_findings(per_task: dict[str, dict[str, Any]]) -> list[str]:
     verdict = "met" if share <= STILL_IMPROVING_AIM else f"not met ({'; '.join(causes)})"
     out = [f"{int(flags.sum())} of the {len(tuned)} tuned runs over all tasks ({100 * share:.1f}%) were still "
            f"improving at their last evaluation; aim at most {100 * STILL_IMPROVING_AIM:.0f}%: {verdict}."]
+    out += annealed_findings(tuned)
     if "lr_restarts" in tuned:
         restarted = int((tuned["lr_restarts"].fillna(0).astype(int) > 0).sum())
         never = int((~tuned["learned"].astype(bool)).sum()) if "learned" in tuned else 0
