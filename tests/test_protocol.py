@@ -384,7 +384,7 @@ def test_a_run_that_did_not_learn_restarts_once_at_a_lower_rate(project, monkeyp
     # the attempt kept is the one with the higher selection score (a tie keeps the first)
     kept = attempts[1] if attempts[1][1] > attempts[0][1] else attempts[0]
     assert row["lr"] == pytest.approx(kept[0]) and row["val_score"] == pytest.approx(kept[1])
-    assert row["learned"] is (kept is attempts[1])
+    assert row["kept_attempt"] == attempts.index(kept) and row["learned"] is (kept is attempts[1])
     # finished: no resume state is left under checkpoints/, the record is in the store
     assert not list((TaskPaths(root, "toytext").checkpoints / "full").rglob("state.pt"))
     assert list((root / "runs" / "toytext" / "full" / "final").glob(f"s1_b{budget}_*.json"))
@@ -400,3 +400,40 @@ def test_still_improving_needs_a_last_round_gain_beyond_the_selection_noise() ->
     assert still_improving(rounds(0.50, 0.53))
     assert not still_improving(rounds(0.50, 0.60, 0.59))  # the best was earlier
     assert not still_improving(rounds(0.50))  # one round: nothing to compare
+
+
+def test_a_run_that_ends_below_its_start_did_not_learn_and_a_tie_is_not_a_failure() -> None:
+    from embedtune.outputs import learned
+
+    falling = [{"train_loss": 1.0}, {"train_loss": 0.5}]
+    assert learned(falling, 0.8, start_score=0.70, best_score=0.72)
+    assert learned(falling, 0.8, start_score=0.70, best_score=0.70)  # a probe head at its ceiling: a tie
+    assert not learned(falling, 0.8, start_score=0.70, best_score=0.25)  # wrecked the start (lp_ft at a high rate)
+    assert not learned([{"train_loss": 1.0}, {"train_loss": 0.95}], 0.8, start_score=0.5, best_score=0.9)
+    assert learned(falling, 0.8, start_score=float("nan"), best_score=0.1)  # no start score: the loss decides
+
+
+def test_the_search_ranks_rates_that_did_not_learn_last_and_goes_below_the_grid_when_none_learned() -> None:
+    from embedtune.stages.search import search_rates
+
+    def runs_of(learns: dict[float, bool], scores: dict[float, float]):
+        calls = []
+
+        def train(lr: float) -> dict:
+            calls.append(lr)
+            return {"row": {"val_score": scores.get(lr, 0.5), "learned": learns.get(lr, False)}}
+        return train, calls
+
+    # a failed rate with the higher score loses to the rate that learned
+    train, calls = runs_of({1e-4: True, 3e-4: False}, {1e-4: 0.6, 3e-4: 0.9})
+    found = search_rates(train, (1e-4, 3e-4), step=3.0, extensions=0, below=2)["found"]
+    assert found["chosen"] == 1e-4 and calls == [1e-4, 3e-4]
+    # every grid rate failed: the search goes on below, ÷3 at a time, until a rate learns (each rate trains once)
+    train, calls = runs_of({1e-4 / 9: True}, {})
+    out = search_rates(train, (1e-4, 3e-4), step=3.0, extensions=0, below=2)
+    assert out["found"]["chosen"] == pytest.approx(1e-4 / 9)
+    assert sorted(calls) == sorted([1e-4, 3e-4, 1e-4 / 3, 1e-4 / 9]) and len(calls) == len(set(calls))
+    # none ever learns: at most `below` rates beyond the grid, the smallest picked
+    train, calls = runs_of({}, {})
+    out = search_rates(train, (1e-4, 3e-4), step=3.0, extensions=0, below=1)
+    assert len(calls) == 3 and out["found"]["chosen"] == pytest.approx(1e-4 / 3)

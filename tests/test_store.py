@@ -61,11 +61,13 @@ def test_a_stored_run_is_reused_on_another_host_and_retrained_after_a_training_c
     again = _run(params, root)
     assert again["cached"] and again["row"] == first["row"]
     np.testing.assert_array_equal(again["arrays"]["probs"], first["arrays"]["probs"])
-    # a probe setting that changes the head (here: every weight 5% larger) is a different lp_ft run
-    assert runs.head_digest(heads["w_s0_b16"] * 1.05, heads["b_s0_b16"]) != \
-        runs.head_digest(heads["w_s0_b16"], heads["b_s0_b16"])
-    assert runs.head_digest(np.nextafter(heads["w_s0_b16"], -np.inf), heads["b_s0_b16"]) == \
-        runs.head_digest(heads["w_s0_b16"], heads["b_s0_b16"])
+    # a probe setting changes the inputs digest the heads file carries: a different lp_ft run
+    assert probe.probe_inputs_digest(params) == str(heads["inputs"])
+    import dataclasses
+
+    other = dataclasses.replace(params, profiles={**params.profiles, params.profile: dataclasses.replace(
+        params.scale, probe=dataclasses.replace(params.scale.probe, max_iter=params.scale.probe.max_iter + 1))})
+    assert probe.probe_inputs_digest(other) != str(heads["inputs"])
     monkeypatch.undo()
 
     # an edit to engine.py (in a copy of the package's training modules) changes the key: the run retrains

@@ -15,7 +15,6 @@ Rules:
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -204,6 +203,13 @@ def training_failures(results: pd.DataFrame) -> list[str]:
     return _restart_findings(tuned)
 
 
+def _restart_text(r: Any) -> str:
+    """One restarted run: the rates tried and which attempt was kept (the best on the selection rows)."""
+    if pd.notna(r.get("kept_attempt")) and int(r["kept_attempt"]) == 0:
+        return f"{r['lr_searched']:g}, then {int(r['lr_restarts'])} lower; the first attempt scored highest and is kept"
+    return f"{r['lr_searched']:g} → {r['lr']:g}, {'learned' if bool(r['learned']) else 'still did not learn'}"
+
+
 def _restart_findings(tuned: pd.DataFrame) -> list[str]:
     """Per method: runs restarted at a lower rate because they did not learn, and runs that never learned."""
     out = []
@@ -213,8 +219,7 @@ def _restart_findings(tuned: pd.DataFrame) -> list[str]:
         if len(restarted):
             out.append(f"`{method}` did not learn at its searched rate in {len(restarted)} of {len(runs)} runs and "
                        "restarted at a lower one: " + "; ".join(
-                           f"{int(r['budget'])} labels seed {int(r['seed'])} ({r['lr_searched']:g} → {r['lr']:g}"
-                           f"{', learned' if bool(r['learned']) else ', still did not learn'})"
+                           f"{int(r['budget'])} labels seed {int(r['seed'])} ({_restart_text(r)})"
                            for _, r in restarted.iterrows()) + ".")
         elif len(failed):
             out.append(f"`{method}` did not learn in {len(failed)} of {len(runs)} runs: " + "; ".join(
@@ -359,25 +364,20 @@ def run_time_sentences(record: dict[str, Any] | None, *, slowest: int = 3) -> li
 
 
 STILL_IMPROVING_AIM = 0.10  # issue 11: at most 10% of the committed tuned runs still improving at their end
-
-
 ANNEALED_AIM = 0.10  # issue 31: the learning rate at the kept checkpoint at most 10% of its peak, in every run
 
 
 def annealed_findings(tuned: pd.DataFrame) -> list[str]:
-    """Whether the tuned runs' kept checkpoints come from a finished schedule (``lr_frac_at_best`` ≤ 10% of the
-    peak); what the schedules that always finish cost is measured in the schedule pilot's own report."""
+    """How many tuned runs kept a checkpoint from a finished schedule (``lr_frac_at_best`` ≤ 10% of the peak)."""
     if "lr_frac_at_best" not in tuned or tuned["lr_frac_at_best"].isna().all():
         return []
     frac = tuned["lr_frac_at_best"].dropna().astype(float)
     done = int((frac <= ANNEALED_AIM + 1e-9).sum())
-    met = done == len(frac)
     return [f"{done} of the {len(frac)} tuned runs kept a checkpoint at ≤ {100 * ANNEALED_AIM:.0f}% of their peak "
-            f"learning rate (median {100 * float(frac.median()):.0f}% of the peak); aim: every run: "
-            + ("met." if met else "not met: the profile decays the rate over its round cap (`horizon`); the "
-               "schedules whose kept checkpoint always is (annealing to a floor, retraining to the chosen "
-               "length) scored lower on the selection rows in the schedule pilot "
-               "(`reports/schedule-pilot-4.md`).")]
+            f"learning rate (median {100 * float(frac.median()):.0f}% of the peak); aim: every run: " + (
+                "met." if done == len(frac) else "not met: the profile decays the rate over its round cap "
+                "(`horizon`); the schedules that always finish (annealing to a floor, retraining to the chosen "
+                "length) scored lower on the selection rows in `reports/schedule-pilot-4.md`.")]
 
 
 def across_tasks_findings(per_task: dict[str, dict[str, Any]]) -> list[str]:
@@ -439,15 +439,3 @@ def readme_findings(task: str, t: dict[str, Any]) -> list[str]:
                                    budget=int(t["headline"]["budget"]), mass=None)
     aim = aim_finding(task, t["headline"], t["results"])
     return (ranking + layered + ([aim] if aim else []))[:README_FINDINGS_PER_TASK]
-
-
-def update_readme(readme: Path, block: str) -> None:
-    """Replace the text between the findings markers (atomically)."""
-    from .io import write_text
-
-    text = Path(readme).read_text()
-    if MARK_BEGIN not in text or MARK_END not in text:
-        raise ValueError(f"{readme}: findings markers missing; add the lines {MARK_BEGIN!r} and {MARK_END!r}")
-    head, rest = text.split(MARK_BEGIN, 1)
-    _, tail = rest.split(MARK_END, 1)
-    write_text(readme, head + block + tail)

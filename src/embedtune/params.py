@@ -132,7 +132,7 @@ class FinetuneParams:
     # kept (runs docstring, step 3)
     lr_schedule: Literal["horizon", "anneal", "retrain"] = "horizon"
     lr_floor: float = 0.05  # anneal: fraction of the peak LR at the planned length and after
-    lr_restarts: int = 0  # restarts at LR ÷ lr_step of a run that did not learn (tuning.learned); 0 = never
+    lr_restarts: int = 0  # restarts at LR ÷ lr_step of a run that did not learn (outputs.learned); 0 = never
     restart_loss_ratio: float = 0.8  # "did not learn": last round's training loss ≥ this × the first round's
     warmup_frac: float = 0.1
     weight_decay: float = 0.01

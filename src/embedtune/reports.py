@@ -366,13 +366,14 @@ def readme_section(*, headlines: dict[str, dict[str, Any]], info: dict[str, str]
     return "\n".join(lines)
 
 
-def update_readme(readme: Path, section: str) -> None:
-    """Replace the generated results section between the markers (the rest of the README is untouched)."""
-    text = readme.read_text()
-    if README_BEGIN not in text or README_END not in text:
-        raise ValueError(f"{readme}: results markers not found; add the lines\n{README_BEGIN}\n{README_END}")
-    before, rest = text.split(README_BEGIN, 1)
-    _, after = rest.split(README_END, 1)
+def update_readme(readme: Path, section: str, *, begin: str = README_BEGIN, end: str = README_END) -> None:
+    """Replace a generated block of the README — `section` holds its markers `begin` … `end` — atomically; the
+    rest of the README is untouched. The results block by default; the findings block with its markers."""
+    text = Path(readme).read_text()
+    if begin not in text or end not in text:
+        raise ValueError(f"{readme}: generated-block markers not found; add the lines\n{begin}\n{end}")
+    before, rest = text.split(begin, 1)
+    _, after = rest.split(end, 1)
     write_text(readme, before + section + after)
 
 

@@ -17,17 +17,18 @@ Protocol (one selection set, search on validation, schedules that converge):
    its first round's, or a kept selection score no better than the model it started from — a rate too high
    for this seed and subset, Mosbach et al., 2021, on BERT fine-tuning's failed runs) restarts from the
    pretrained weights at the rate ÷ ``lr_step``, at most ``lr_restarts`` times; the attempt kept is the one
-   with the best selection score, so a restart never replaces a better first attempt. Rows record the rate
-   used, the searched one, the restarts, ``learned`` and the start's score; the time of failed attempts
+   with the best selection score, so a restart never replaces a better first attempt. Rows record the kept
+   attempt's rate, the searched one, the restarts tried, which attempt was kept, ``learned`` and the start's
+   score; the time of failed attempts
    counts in the run's cost. The search never restarts a run; a rate that did not learn loses to any that
    did, and a search whose every rate failed goes on below its smallest (`stages.search`).
    The test split and every shift set (shift.py) are scored once, after training, inside the run.
 4. **Run store.** A finished run is one committed record under ``runs/<task>/<method>/<stage>/`` (`store`),
    reused on any host when its key matches (`run_identity`): the training config with the *requested*
    precision, the subset's row indices, the selection rows, the data checksum, the backbone's weights hash,
-   for lp_ft the probe head it starts from (quantised, `head_digest`: a probe setting that changes the head
-   retrains, the last bits that differ between hosts do not), the shift sets' content and the source of the
-   modules that train.
+   for lp_ft the digest of what decides the probe heads it starts from (probe and embedding configs, probe
+   code: `stages.probe.probe_inputs_digest`, carried in its heads file, so the stages need not declare the
+   probe's params), the shift sets' content and the source of the modules that train.
    Editing any of them retrains. ``checkpoints/<task>/<method>/<run>/`` holds mid-run resume state only.
 """
 
@@ -84,16 +85,6 @@ def run_identity(*, config_digest: str, subset: np.ndarray, selection: np.ndarra
              "data": data_checksum, "weights": weights_hash, "probe": probe_inputs,
              "shift": shift_digest, "source": source, **extra}
     return hashlib.md5(json.dumps(parts, sort_keys=True).encode()).hexdigest()
-
-
-def head_digest(weight: np.ndarray, bias: np.ndarray, *, levels: int = 1000) -> str:
-    """lp_ft's starting head as its key sees it: every entry quantised to `levels` steps of the head's
-    largest magnitude (and that magnitude to 3 significant digits), so the last bits that differ between
-    hosts' BLAS do not change the key while any change a probe setting makes does."""
-    values = np.concatenate([np.ravel(weight), np.ravel(bias)]).astype(np.float64)
-    scale = float(np.max(np.abs(values))) if values.size else 0.0
-    steps = np.rint(values / scale * levels).astype(np.int64) if scale > 0 else np.zeros(values.size, np.int64)
-    return hashlib.md5(f"{scale:.3g}".encode() + steps.tobytes()).hexdigest()
 
 
 def train_config(params: Params, task: str, method: str, *, seed: int, lr: float) -> Any:
@@ -169,6 +160,9 @@ def stage_context(params: Params, task: str, method: str, *, root: Path, progres
             raise FileNotFoundError(f"{paths.probe_heads} not found; lp_ft starts from the probe: dvc repro probe")
         with np.load(paths.probe_heads) as npz:
             heads = {k: npz[k] for k in npz.files}
+        if "inputs" not in heads:  # written before the heads file carried what made it
+            raise ValueError(f"{paths.probe_heads} has no probe inputs digest; re-run the probe stage: "
+                             f"dvc repro probe@{task}")
     shift_dir = paths.shift
     sets = read_shift_sets(shift_dir)
     shift_digest = folder_digest(shift_dir)
@@ -283,9 +277,7 @@ def run_key_for(ctx: StageContext, *, seed: int, budget: int, lr: float, restart
                                     precision=ft.precision)
     return run_identity(config_digest=requested.digest(), subset=index, selection=ctx.val_index,
                         data_checksum=ctx.data.source["checksum"], weights_hash=_weights_hash(ctx),
-                        probe_inputs=({"head": head_digest(ctx.heads[f"w_{run_key(seed, budget)}"],
-                                                           ctx.heads[f"b_{run_key(seed, budget)}"])}
-                                      if ctx.method == "lp_ft" else None),
+                        probe_inputs={"probe": str(ctx.heads["inputs"])} if ctx.method == "lp_ft" else None,
                         shift_digest=ctx.shift_digest, source=ctx.source,
                         extra={"embed": [ctx.params.scale.embed.max_length, ctx.params.scale.embed.image_size,
                                          ctx.params.scale.embed.pooling],
@@ -325,12 +317,18 @@ def _train_and_score(ctx: StageContext, *, seed: int, budget: int, lr: float, re
             ok = did_learn(result, ft.restart_loss_ratio)
             if kept is None or result.best_val_score > kept["result"].best_val_score:
                 # a restart replaces the earlier attempt only when it scores higher on the selection rows
-                kept = {"result": result, "model": model, "lr": used_lr, "config": config, "learned": ok}
+                if kept is not None and device.type == "cuda":
+                    kept["model"].to("cpu")  # the replaced attempt: off the device
+                kept = {"result": result, "model": model, "lr": used_lr, "config": config, "learned": ok,
+                        "attempt": attempt}
+            elif device.type == "cuda":
+                model.to("cpu")  # a restart that lost: its weights leave the device before the next attempt
             if attempt >= restarts or ok:
                 break
             attempt += 1
             used_lr = lr / ft.lr_step ** attempt
         result, model, used_lr, config = kept["result"], kept["model"], kept["lr"], kept["config"]
+        model.to(device)
         explore = result
         if retrain:  # a fresh run annealed to the floor at the length the first one chose; its weights are kept
             seed_everything(seed)
@@ -356,7 +354,7 @@ def _train_and_score(ctx: StageContext, *, seed: int, budget: int, lr: float, re
     steps = result.steps + (explore.steps if retrain else 0)
     samples_trained = steps * ft.batch_size * ft.grad_accum
     row = {"task": ctx.task, "method": ctx.method, "seed": seed, "budget": budget, "lr": used_lr, "lr_searched": lr,
-           "lr_restarts": attempt, "learned": kept["learned"],
+           "lr_restarts": attempt, "kept_attempt": kept["attempt"], "learned": kept["learned"],
            "start_val_score": explore.extra["start_val_score"],
            **{k: v for k, v in metrics.items() if k in names},
            "val_score": result.best_val_score, "n_val": len(ctx.val.y), "steps": steps,

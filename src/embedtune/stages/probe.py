@@ -122,8 +122,11 @@ def run(params: Params, task: str, *, root: Path = Path("."), device: str = "cpu
     shift_rows += layered["shift_rows"]
     hparams += layered["hparams"]
     write_csv(paths.results / "layer_mass.csv", pd.DataFrame(layered["mass"]))
-    for method in TUNED_METHODS:  # one file per tuned method: only lp_ft's changes when the probe does
-        write_npz(paths.probe_input(method), **(heads if method == "lp_ft" else {}))
+    # one file per tuned method: only lp_ft's changes when the probe does; it carries the digest of what decides
+    # its heads (lp_ft's run key holds that, not the heads, whose numbers differ a little between hosts)
+    inputs = np.asarray(probe_inputs_digest(params))
+    for method in TUNED_METHODS:
+        write_npz(paths.probe_input(method), **({**heads, "inputs": inputs} if method == "lp_ft" else {}))
     frames = {"probe": write_method_outputs(paths, "probe", probe_rows, probe_preds, y_test=y["test"], y_val=y["val"],
                                             summary_columns=names),
               "classic": write_method_outputs(paths, "classic", classic_rows, classic_preds, y_test=y["test"], y_val=y["val"],
@@ -135,6 +138,26 @@ def run(params: Params, task: str, *, root: Path = Path("."), device: str = "cpu
         write_csv(paths.results / "shift" / f"{method}.csv", shift_frame[shift_frame["method"] == method])
         write_csv(paths.hparams(method), pd.DataFrame([h for h in hparams if h["method"] == method]))
     return {"results": pd.concat(frames.values(), ignore_index=True)}
+
+
+PROBE_SOURCES = ("probe.py", "embeddings.py", "gridsearch.py")  # the code that decides a probe head
+
+
+def probe_inputs_digest(params: Params) -> str:
+    """What decides lp_ft's starting heads besides the subset, data and weights (which its run key holds
+    already): the probe and embedding configs and the probe code. Host-independent, unlike the fitted heads,
+    which two hosts' arithmetic (embeddings, solver stopping) makes differ in more than their last bits."""
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    digest = hashlib.md5(json.dumps({"probe": asdict(params.scale.probe), "embed": asdict(params.scale.embed)},
+                                    sort_keys=True).encode())
+    package = Path(__file__).resolve().parents[1]
+    for name in PROBE_SOURCES:
+        digest.update(name.encode())
+        digest.update((package / name).read_bytes())
+    return digest.hexdigest()
 
 
 def _embed_shift_sets(params: Params, task: str, sets: list[ShiftSet], *,

@@ -3,14 +3,15 @@
 Protocol (`runs` docstring): the method's ``finetune.lr_grid`` (images: × ``image_lr_scale``), extended at
 an edge by ×``lr_step`` up to ``grid_extensions`` times (`gridsearch.grid_search`), each value one run
 without restarts, scored on the shared selection rows. A rate whose run did not learn (`outputs.learned`:
-its loss did not fall, or it ended no better than its start) loses to every rate that did; when none did,
-the search goes on below its smallest rate (÷ ``lr_step``, at most ``lr_restarts`` times). A run uses the
-pick at the nearest searched budget."""
+its loss did not fall, or it ended below its start) loses to every rate that did; when none did, the search
+goes on below its smallest rate (÷ ``lr_step``: the grid's edge extensions, then at most ``lr_restarts``
+more; `search_rates`). A run uses the pick at the nearest searched budget."""
 
 from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,28 @@ from ..runs import resolve_budget, run_one, stage_context
 from ..store import RunStore
 
 
+def search_rates(train: Callable[[float], dict[str, Any]], grid: tuple[float, ...], *, step: float,
+                 extensions: int, below: int) -> dict[Any, Any]:
+    """Every tried rate's run (`train(lr)` → a run with its ``row``) and, under ``"found"``, the grid search's
+    result. A rate whose run did not learn scores −inf, so it loses to every rate that did; among rates that
+    all failed the smallest is picked (ties go to the smaller value) and the grid's own edge extension already
+    goes below it; when still none learned, up to `below` more rates ÷ `step` are tried."""
+    runs: dict[Any, Any] = {}
+
+    def evaluate(lr: float) -> float:
+        if lr not in runs:  # a second pass over the tried rates trains nothing again
+            runs[lr] = train(lr)
+        row = runs[lr]["row"]
+        return row["val_score"] if row.get("learned", True) else -math.inf
+
+    found = grid_search(evaluate, grid, step=step, extensions=extensions)
+    for _ in range(below):
+        if any(r["row"].get("learned", True) for r in runs.values()):
+            break
+        found = grid_search(evaluate, (*runs, min(runs) / step), step=step, extensions=0)
+    return {**runs, "found": found}
+
+
 def run(params: Params, task: str, method: str, *, root: Path = Path("."), progress: bool = True) -> pd.DataFrame:
     """Write ``results/<task>/hparams/<method>.csv`` (every tried LR, its selection score, the pick)."""
     seed_everything(0)
@@ -33,22 +56,11 @@ def run(params: Params, task: str, method: str, *, root: Path = Path("."), progr
     ft = params.scale.finetune
     frames = []
     for budget in sorted({resolve_budget(ctx, b) for b in ft.search_budgets}):
-        runs: dict[float, dict[str, Any]] = {}
-
-        def evaluate(lr: float, budget: int = budget, runs: dict = runs) -> float:
-            if lr not in runs:  # a second pass over the tried rates (below) trains nothing again
-                runs[lr] = run_one(ctx, seed=ft.search_seed, budget=budget, lr=lr, progress=progress, restarts=0,
-                                   stage="search")
-            row = runs[lr]["row"]
-            # a rate that did not learn (outputs.learned) loses to every rate that did
-            return row["val_score"] if row.get("learned", True) else -math.inf
-
-        grid = method_lr_grid(params, task, method)
-        found = grid_search(evaluate, grid, step=ft.lr_step, extensions=ft.grid_extensions)
-        for _ in range(ft.lr_restarts):  # every rate failed: go on below the smallest, as a run's restart does
-            if any(runs[lr]["row"].get("learned", True) for lr in runs):
-                break
-            found = grid_search(evaluate, (*runs, min(runs) / ft.lr_step), step=ft.lr_step, extensions=0)
+        runs = search_rates(lambda lr, budget=budget: run_one(ctx, seed=ft.search_seed, budget=budget, lr=lr,
+                                                              progress=progress, restarts=0, stage="search"),
+                            method_lr_grid(params, task, method), step=ft.lr_step, extensions=ft.grid_extensions,
+                            below=ft.lr_restarts)
+        found = runs.pop("found")
         frames.append(pd.DataFrame([{
             "method": method, "hyperparameter": "lr", "value": lr, "val_score": runs[lr]["row"]["val_score"],
             "learned": bool(runs[lr]["row"].get("learned", True)),

@@ -8,7 +8,7 @@ from typing import Any
 
 from .. import reports
 from ..bundle import environment_versions, load_run_time, task_bundle
-from ..findings import readme_block, update_readme
+from ..findings import MARK_BEGIN, MARK_END, readme_block
 from ..headline import answer_figure
 from ..io import write_json
 from ..params import Params
@@ -53,12 +53,11 @@ def run(params: Params, *, root: Path = Path("."), readme: Path | None = None) -
     reports.index_html(reports_dir=root / "reports", per_task=per_task, info=info)
     readme = root / "README.md" if readme is None else readme
     if not readme.is_file():  # a new project: the stage's declared output starts as the two generated blocks
-        from ..findings import MARK_BEGIN, MARK_END
         from ..io import write_text
 
         write_text(readme, f"# Results\n\n{reports.README_BEGIN}\n{reports.README_END}\n\n{MARK_BEGIN}\n{MARK_END}\n")
     if readme.is_file():
-        update_readme(readme, readme_block(per_task, run_time=run_time))
+        reports.update_readme(readme, readme_block(per_task, run_time=run_time), begin=MARK_BEGIN, end=MARK_END)
         reports.update_readme(readme, reports.readme_section(headlines=headlines, info=info,
                                                              key_figure="reports/figures/summary-learning-curves.png",
                                                              answer=answer_table(per_task),
