@@ -201,3 +201,36 @@ def test_editing_a_display_cell_re_renders_from_the_store_and_trains_nothing(
                       "finetune@toytext-full"}, sorted(ran)
     assert {p: p.stat().st_mtime_ns for p in (root / "runs" / "toytext" / "full").rglob("*")
             if p.is_file()} == full_records
+
+
+def test_the_probe_stage_reads_its_fits_back_from_the_store_and_fits_nothing(
+        project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second probe stage (another clone, another host, an edited page) reads every fit from its record:
+    identical outputs, no fit, no backbone pass; under require a missing fit is an error."""
+    from embedtune import probe_fits
+    from embedtune.stages import probe as probe_stage
+
+    params, root = _toy(project, ["full"])
+    results = root / "results" / "toytext"
+    first = {p.relative_to(results): p.read_bytes() for p in results.rglob("*") if p.is_file()}
+    heads = (root / "data" / "probe_heads" / "toytext" / "lp_ft.npz").read_bytes()
+    records = sorted((root / "runs" / "toytext" / "probe_fits").glob("*.json"))
+    assert len(records) == 4  # 2 budgets × 2 seeds, one record each holding probe, layer probe and classic
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("a stored fit was fitted again")
+
+    monkeypatch.setattr(probe_stage, "fit_one", no_fit)
+    monkeypatch.setattr(probe_stage, "_features", no_fit)  # no embeddings loaded, no backbone pass
+    probe_stage.run(params, "toytext", root=root, progress=False)
+    again = {p.relative_to(results): p.read_bytes() for p in results.rglob("*") if p.is_file()}
+    assert again == first
+    assert (root / "data" / "probe_heads" / "toytext" / "lp_ft.npz").read_bytes() == heads
+
+    records[0].unlink()
+    monkeypatch.setenv("EMBEDTUNE_STORE", "require")
+    with pytest.raises(store.MissingRunError, match="probe fits"):
+        probe_stage.run(params, "toytext", root=root, progress=False)
+    monkeypatch.setenv("EMBEDTUNE_STORE", "use")
+    monkeypatch.undo()
+    assert probe_fits.FIT_SOURCES[0] == "probe_fits.py"
