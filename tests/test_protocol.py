@@ -413,19 +413,20 @@ def test_a_run_that_ends_below_its_start_did_not_learn_and_a_tie_is_not_a_failur
     assert learned(falling, 0.8, start_score=float("nan"), best_score=0.1)  # no start score: the loss decides
 
 
-def test_the_search_ranks_rates_that_did_not_learn_last_and_goes_below_the_grid_when_none_learned() -> None:
+def test_the_search_ranks_rates_that_wrecked_their_start_last_and_goes_below_the_grid_when_all_did() -> None:
     from embedtune.stages.search import search_rates
 
     def runs_of(learns: dict[float, bool], scores: dict[float, float]):
         calls = []
 
-        def train(lr: float) -> dict:
+        def train(lr: float) -> dict:  # "learns": ends above its start (0.3); else below it
             calls.append(lr)
-            return {"row": {"val_score": scores.get(lr, 0.5), "learned": learns.get(lr, False)}}
+            learned = learns.get(lr, False)
+            return {"row": {"val_score": scores.get(lr, 0.5 if learned else 0.2), "start_val_score": 0.3}}
         return train, calls
 
-    # a failed rate with the higher score loses to the rate that learned
-    train, calls = runs_of({1e-4: True, 3e-4: False}, {1e-4: 0.6, 3e-4: 0.9})
+    # a rate that ended below its start loses to one that did not, whatever their scores
+    train, calls = runs_of({1e-4: True, 3e-4: False}, {1e-4: 0.6, 3e-4: 0.25})
     found = search_rates(train, (1e-4, 3e-4), step=3.0, extensions=0, below=2)["found"]
     assert found["chosen"] == 1e-4 and calls == [1e-4, 3e-4]
     # every grid rate failed: the search goes on below, ÷3 at a time, until a rate learns (each rate trains once)

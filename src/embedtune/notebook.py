@@ -42,7 +42,27 @@ def load(*, params_path: str, profile: str, task: str | None = None, method: str
         params.task(task)
     if method is not None:
         check_method(method)
+    _page_tables()
     return params, Path(root)
+
+
+def _page_tables() -> None:
+    """In a kernel, a table shows as a page table: no 0…N index column, headers in words (snake_case → spaces),
+    a dash for a missing cell. Outside a kernel nothing changes."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    import pandas as pd
+
+    def page_table(frame: pd.DataFrame) -> str:
+        shown = frame.rename(columns=lambda c: str(c).replace("_", " "))
+        return shown.to_html(index=False, na_rep="—", escape=True, border=0, classes="dataframe")
+
+    shell.display_formatter.formatters["text/html"].for_type(pd.DataFrame, page_table)
 
 
 def render(name: str, *, params_path: Path, root: Path, task: str | None = None, method: str | None = None,

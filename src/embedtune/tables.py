@@ -205,9 +205,15 @@ def method_summary(frame: pd.DataFrame) -> pd.DataFrame:
     from .registry import METRIC_NAMES
 
     cols = [c for c in (*METRIC_NAMES, "train_seconds", "train_flops") if c in frame and frame[c].notna().any()]
-    agg = frame.groupby(["method", "budget"])[cols].agg(["mean", "std"])
-    agg.columns = [f"{a} {b}" for a, b in agg.columns]
-    return readable_spread(agg.reset_index())
+    grouped = frame.groupby(["method", "budget"])[cols]
+    mean, sd, seeds = grouped.mean(), grouped.std(), frame.groupby(["method", "budget"])["seed"].nunique()
+    out = pd.DataFrame({"method": [m for m, _ in mean.index], "budget": [count_text(b) for _, b in mean.index],
+                        "seeds": seeds.to_numpy()})
+    for c in cols:  # one cell per quantity: "mean ± sd" (one seed: the mean alone), one notation per column
+        out[c.replace("_", " ")] = [
+            cell_text(float(m), c) if pd.isna(d) else f"{cell_text(float(m), c)} ± {significant(float(d), 2)}"
+            for m, d in zip(mean[c], sd[c])]
+    return out
 
 
 def stopping_table(frame: pd.DataFrame) -> pd.DataFrame:

@@ -4,6 +4,8 @@ Notebook 02 calls `run` and shows what it wrote."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,8 @@ def run(params: Params, task: str, method: str, *, root: Path = Path("."), progr
     the method's learning-curve and training-curve PNGs. Needs the search stage's pick."""
     seed_everything(0)
     paths = TaskPaths(root, task)
-    ctx = stage_context(params, task, method, root=root, progress=progress)
+    with contextlib.redirect_stdout(io.StringIO()):  # the image backbone's loader prints a line the page would show
+        ctx = stage_context(params, task, method, root=root, progress=progress)
     RunStore(root, task, method).stage_folder("final").mkdir(parents=True, exist_ok=True)  # a declared output
     rows, curves, shift_rows, preds = [], [], [], {}
     for seed, budget in tuned_runs(ctx.subsets):

@@ -2,9 +2,9 @@
 
 Protocol (`runs` docstring): the method's ``finetune.lr_grid`` (images: × ``image_lr_scale``), extended at
 an edge by ×``lr_step`` up to ``grid_extensions`` times (`gridsearch.grid_search`), each value one run
-without restarts, scored on the shared selection rows. A rate whose run did not learn (`outputs.learned`:
-its loss did not fall, or it ended below its start) loses to every rate that did; when none did, the search
-goes on below its smallest rate (÷ ``lr_step``: the grid's edge extensions, then at most ``lr_restarts``
+without restarts, scored on the shared selection rows. A rate whose run ended below the model it started
+from (`wrecked`: too high a rate) loses to every other; when every rate did, the search goes on below its
+smallest rate (÷ ``lr_step``: the grid's edge extensions, then at most ``lr_restarts``
 more; `search_rates`). A run uses the pick at the nearest searched budget."""
 
 from __future__ import annotations
@@ -26,23 +26,32 @@ from ..runs import resolve_budget, run_one, stage_context
 from ..store import RunStore
 
 
+def wrecked(row: dict[str, Any]) -> bool:
+    """A rate too high for the search to pick: the run ended below the model it started from on the selection
+    rows (lp_ft's probe head, a fresh head's chance level). A run that is merely short of steps (its loss fell
+    less than the restart rule asks) is not: a lower rate would learn even less in the same steps."""
+    start = row.get("start_val_score")
+    return start is not None and not math.isnan(float(start)) and float(row["val_score"]) < float(start)
+
+
 def search_rates(train: Callable[[float], dict[str, Any]], grid: tuple[float, ...], *, step: float,
                  extensions: int, below: int) -> dict[Any, Any]:
     """Every tried rate's run (`train(lr)` → a run with its ``row``) and, under ``"found"``, the grid search's
-    result. A rate whose run did not learn scores −inf, so it loses to every rate that did; among rates that
-    all failed the smallest is picked (ties go to the smaller value) and the grid's own edge extension already
-    goes below it; when still none learned, up to `below` more rates ÷ `step` are tried."""
+    result. A rate whose run ended below its start (`wrecked`) scores −inf, so it loses to every other rate;
+    among rates that all wrecked their start the smallest is picked (ties go to the smaller value) and the
+    grid's own edge extension already goes below it; when still every rate did, up to `below` more rates
+    ÷ `step` are tried."""
     runs: dict[Any, Any] = {}
 
     def evaluate(lr: float) -> float:
         if lr not in runs:  # a second pass over the tried rates trains nothing again
             runs[lr] = train(lr)
         row = runs[lr]["row"]
-        return row["val_score"] if row.get("learned", True) else -math.inf
+        return -math.inf if wrecked(row) else row["val_score"]
 
     found = grid_search(evaluate, grid, step=step, extensions=extensions)
     for _ in range(below):
-        if any(r["row"].get("learned", True) for r in runs.values()):
+        if not all(wrecked(r["row"]) for r in runs.values()):
             break
         found = grid_search(evaluate, (*runs, min(runs) / step), step=step, extensions=0)
     return {**runs, "found": found}
