@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from embedtune.backbones import load_backbone
-from embedtune.costs import count_flops, encoder_flops_per_row
+from embedtune.costs import count_flops, encoder_flops_per_row, mean_row_flops
 
 
 @pytest.mark.parametrize("groups", [1, 4, 32])
@@ -35,3 +35,27 @@ def test_text_backbone_flops_count_each_rows_own_tokens(tiny_text_model_dir) -> 
     assert 0 < f_short < f_long
     both = encoder_flops_per_row(enc, short + long)
     assert both == pytest.approx((f_short + f_long) / 2)  # no padding to the longer row
+
+
+def test_per_length_flops_equal_counting_every_row_with_fewer_counts(tiny_text_model_dir) -> None:
+    enc = load_backbone(str(tiny_text_model_dir), kind="text", max_length=32)
+    words = "the film was long and slow but the cast made every scene worth the wait".split()
+    rows = [" ".join(words[: 1 + (i * 7) % len(words)]) for i in range(24)]  # many distinct token counts
+    batches = [enc.prepare([row]) for row in rows]
+    calls = []
+
+    def count(batch):
+        calls.append(1)
+        with torch.no_grad():
+            return count_flops(lambda: enc(**batch))
+
+    every_row = sum(count(b) for b in batches) / len(batches)
+    calls.clear()
+    assert mean_row_flops(count, batches) == pytest.approx(every_row, rel=1e-12)
+    assert len(calls) == 4  # three lengths fix the quadratic, one checks it
+
+
+def test_a_count_that_is_not_quadratic_in_length_falls_back_to_every_length() -> None:
+    batches = [{"input_ids": torch.zeros(1, n, dtype=torch.long)} for n in range(1, 9)]
+    cubic = lambda batch: batch["input_ids"].shape[1] ** 3  # noqa: E731
+    assert mean_row_flops(cubic, batches) == pytest.approx(sum(n**3 for n in range(1, 9)) / 8)

@@ -46,3 +46,17 @@ def test_smoke_covers_one_task_per_data_kind_and_smoke_all_every_task() -> None:
     kinds = {"sentiment": "text", "medical": "image", "legal": "text"}
     assert list(smoke.smoke_tasks(tasks, kinds, every=False)) == ["sentiment", "medical"]
     assert list(smoke.smoke_tasks(tasks, kinds, every=True)) == ["sentiment", "medical", "legal"]
+
+
+def test_the_readme_smoke_line_states_the_recorded_minutes_and_whether_they_meet_the_aim() -> None:
+    from .conftest import load_script
+
+    smoke = load_script("scripts/smoke.py")
+    record = {"target": "smoke", "minutes": 4.62, "tasks": ["sentiment", "medical"], "methods": ["full", "lora"],
+              "cores": 2, "native_bf16": False, "commit": "abc1234", "date": "2026-12-05"}
+    block = smoke.readme_block({"smoke": record})
+    assert block.startswith(smoke.README_BEGIN) and block.endswith(smoke.README_END)
+    assert "4.6 min (within the 5-minute aim)" in block and "2 cores without native bf16" in block
+    slow = smoke.readme_block({"smoke": {**record, "minutes": 8.4}})
+    assert "8.4 min (over the 5-minute aim)" in slow
+    assert smoke.readme_block({}) == f"{smoke.README_BEGIN}\n{smoke.README_END}"

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -93,19 +94,69 @@ def count_flops(step: Callable[[], object]) -> int:
     return int(counter.get_total_flops())
 
 
+def _row_lengths(shapes: list[tuple[int, ...]]) -> list[int] | None:
+    """The one length in which single-row batch shapes differ (a text row's token count), or None when they
+    differ in more than one way (or not at all)."""
+    varying = [i for i in range(len(shapes[0])) if len({s[i] for s in shapes}) > 1]
+    if not varying or any(len({s[i] for i in varying}) != 1 for s in shapes):
+        return None
+    return [s[varying[0]] for s in shapes]
+
+
+def _quadratic_at(points: list[tuple[int, int]], x: int) -> Fraction:
+    """The quadratic through three (length, FLOPs) points, evaluated exactly (Lagrange form) at `x`."""
+    total = Fraction(0)
+    for i, (xi, yi) in enumerate(points):
+        term = Fraction(yi)
+        for j, (xj, _) in enumerate(points):
+            if j != i:
+                term *= Fraction(x - xj, xi - xj)
+        total += term
+    return total
+
+
+def mean_row_flops(count: Callable[[dict[str, torch.Tensor]], int], batches: list[dict[str, torch.Tensor]]
+                   ) -> float:
+    """Mean of `count` over single-row batches, counting each distinct shape once (FLOPs depend on shapes
+    only). When the shapes differ in one length alone (tokens), FlopCounterMode's count is a quadratic in it
+    (matmuls ∝ L, attention ∝ L²): three lengths fix the curve, a fourth checks it, and a failed check falls
+    back to counting every length — so the result equals counting every row."""
+    groups: dict[tuple[int, ...], list[dict[str, torch.Tensor]]] = {}
+    for batch in batches:
+        shape = tuple(d for name in sorted(batch) for d in (len(batch[name].shape), *batch[name].shape))
+        groups.setdefault(shape, []).append(batch)
+    shapes = list(groups)
+    counted: dict[tuple[int, ...], int] = {}
+
+    def flops_of(shape: tuple[int, ...]) -> int:
+        if shape not in counted:
+            counted[shape] = count(groups[shape][0])
+        return counted[shape]
+
+    lengths = _row_lengths(shapes) if len(shapes) >= 5 else None
+    if lengths is not None:
+        order = sorted(range(len(shapes)), key=lambda i: lengths[i])
+        anchors = [(lengths[i], flops_of(shapes[i])) for i in (order[0], order[len(order) // 2], order[-1])]
+        check = order[len(order) // 4]
+        if _quadratic_at(anchors, lengths[check]) == flops_of(shapes[check]):
+            total = sum(_quadratic_at(anchors, lengths[i]) * len(groups[s]) for i, s in enumerate(shapes))
+            return float(total) / len(batches)
+    return sum(flops_of(s) * len(groups[s]) for s in shapes) / len(batches)
+
+
 def encoder_flops_per_row(encoder: nn.Module, items: Any, *, n: int = 32) -> float:
     """The frozen backbone's forward FLOPs per row: the first `n` rows each counted alone, so a text row
-    counts its own tokens (no padding to a batch's longest), averaged."""
+    counts its own tokens (no padding to a batch's longest), averaged (`mean_row_flops`)."""
     chosen = list(items[:n]) if not isinstance(items, list) else items[:n]
+    if not chosen:
+        return 0.0
+    batches = [encoder.prepare([item] if isinstance(items, list) else np.asarray([item])) for item in chosen]
     was_training = encoder.training
     encoder.eval()
-    total = 0.0
     with torch.no_grad():
-        for item in chosen:
-            batch = encoder.prepare([item] if isinstance(items, list) else np.asarray([item]))
-            total += count_flops(lambda batch=batch: encoder(**batch))
+        mean = mean_row_flops(lambda batch: count_flops(lambda: encoder(**batch)), batches)
     encoder.train(was_training)
-    return total / max(len(chosen), 1)
+    return mean
 
 
 def device_name(device: torch.device | str = "cpu") -> str:

@@ -28,24 +28,27 @@ def _per_item_flops(model: Any, encoder: Any, items: Any, *, backward: bool) -> 
     length, so padding to a random batch's longest row would overstate the tokens processed."""
     import torch
 
-    from .costs import count_flops
+    from .costs import count_flops, mean_row_flops
 
     n = min(32, len(items))
     chunks = [[item] for item in items[:n]] if isinstance(items, list) else [items[:n]]
     device = next(model.parameters()).device
+    batches = [{k: v.to(device) for k, v in encoder.prepare(chunk).items()} for chunk in chunks]
     was_training = model.training
     model.eval()  # dropout off: the count is of the arithmetic, not of a random mask
-    flops = 0
-    for chunk in chunks:
-        batch = {k: v.to(device) for k, v in encoder.prepare(chunk).items()}
-        if backward:
-            flops += count_flops(lambda batch=batch: model(**batch).float().sum().backward())
-            model.zero_grad(set_to_none=True)
-        else:
+
+    def count(batch: dict[str, Any]) -> int:
+        if not backward:
             with torch.no_grad():
-                flops += count_flops(lambda batch=batch: model(**batch))
+                return count_flops(lambda: model(**batch))
+        flops = count_flops(lambda: model(**batch).float().sum().backward())
+        model.zero_grad(set_to_none=True)
+        return flops
+
+    # text: one row per batch (mean_row_flops counts each token length once); images: one batch of n
+    mean = mean_row_flops(count, batches) * (1 if isinstance(items, list) else 1 / n)
     model.train(was_training)
-    return flops / n
+    return mean
 
 
 def run_flops(ctx: StageContext, model: Any, *, samples_trained: int, evaluations: int,

@@ -14,7 +14,6 @@ import argparse
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -65,6 +64,17 @@ def _page_tables() -> None:
     shell.display_formatter.formatters["text/html"].for_type(pd.DataFrame, page_table)
 
 
+def html_page(executed: Path) -> str:
+    """The executed notebook as HTML without code (nbconvert's ``--no-input``), in this process: a
+    subprocess per page cost ~2 s of interpreter start and imports."""
+    import nbconvert
+    import nbformat
+
+    exporter = nbconvert.HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
+    return body
+
+
 def render(name: str, *, params_path: Path, root: Path, task: str | None = None, method: str | None = None,
            profile: str | None = None, kernel: str = "python3") -> Path:
     """Execute notebooks/<name>.ipynb with papermill and render it to HTML under reports/.
@@ -112,10 +122,8 @@ def render(name: str, *, params_path: Path, root: Path, task: str | None = None,
             out_base.with_suffix(".ipynb").unlink(missing_ok=True)  # the previous run's, no longer its page's
             raise RuntimeError(failure_message(name, exc, failed if failed.is_file() else None)) from None
         failed.unlink(missing_ok=True)
-        subprocess.run([sys.executable, "-m", "nbconvert", "--to", "html", "--no-input", "--log-level", "WARN",
-                        str(executed)], check=True)
         produced_html = executed.with_suffix(".html")
-        produced_html.write_text(page_chrome(produced_html.read_text(encoding="utf-8"), task=task, method=method,
+        produced_html.write_text(page_chrome(html_page(executed), task=task, method=method,
                                              index_href="index.html" if name == "04-summary" else "../index.html"),
                                  encoding="utf-8")
         for produced, final in ((produced_html, out_base.with_suffix(".html")),
