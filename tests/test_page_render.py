@@ -46,12 +46,13 @@ def test_pagecheck_finds_what_a_reader_would_and_passes_a_clean_page(tmp_path: P
     _png(reports / "figures" / "huge.png", 3000)
     (reports / "index.html").write_text(
         "<html><head><title>Index</title></head><body><a href='task/good.html'>good</a>"
-        "<img src='figures/small.png'></body></html>")
+        "<img src='figures/small.png' alt='test accuracy against labelled examples'></body></html>")
     (reports / "task").mkdir()
     (reports / "task" / "good.html").write_text(
         "<html><head><title>task: good</title></head><body><a href='../index.html'>back</a>"
         "<table><tr><th>method</th><th>accuracy</th></tr><tr><td>probe</td><td>0.742</td></tr></table>"
-        "<p>learning rate 3.0e-05</p><img src='../figures/small.png'></body></html>")
+        "<p>learning rate 3.0e-05</p><img src='../figures/small.png' alt='test accuracy against labelled examples'>"
+        "</body></html>")
     (reports / "task" / "bad.html").write_text(
         "<html><head><title>task: bad</title></head><body>"
         "<table><tr><th></th><th>accuracy</th></tr><tr><td>0</td><td>0.9</td></tr><tr><td>1</td><td>0.8</td></tr></table>"
@@ -63,7 +64,7 @@ def test_pagecheck_finds_what_a_reader_would_and_passes_a_clean_page(tmp_path: P
     assert found["index.html"] == [] and found["task/good.html"] == []
     bad = " | ".join(found["task/bad.html"])
     for expected in ("scrolls sideways", "image not loaded", "figure shrunk", "index column", "float noise",
-                     "log line", "no link back to the index"):
+                     "log line", "no link back to the index", "without alt text"):
         assert expected in bad, (expected, bad)
 
 
@@ -75,3 +76,14 @@ def test_pagecheck_finds_what_a_reader_would_and_passes_a_clean_page(tmp_path: P
 def test_every_committed_page_reads_as_a_page() -> None:
     found = pagecheck.check_pages(REPO / "reports")
     assert not {page: issues for page, issues in found.items() if issues}, json.dumps(found, indent=1)
+
+
+def test_a_notebook_figure_carries_alt_text_that_says_what_it_shows(tmp_path: Path) -> None:
+    from embedtune.notebook import figure
+
+    _png(tmp_path / "curve.png", 300)
+    shown = figure(tmp_path / "curve.png", "learning_curve", subject="legal · lora", metric="macro_f1")._repr_html_()
+    assert 'src="data:image/png;base64,' in shown
+    assert 'alt="legal · lora: test macro_f1 (y) against labelled examples' in shown
+    with pytest.raises(KeyError, match="known"):
+        figure(tmp_path / "curve.png", "no_such_kind")

@@ -64,6 +64,30 @@ def _page_tables() -> None:
     shell.display_formatter.formatters["text/html"].for_type(pd.DataFrame, page_table)
 
 
+class Figure:
+    """A PNG shown with its alt text: inline in JupyterLab, and in the rendered page as an ``<img>`` whose
+    ``alt`` says what the figure shows (nbconvert's own image output has none)."""
+
+    def __init__(self, path: str | Path, alt: str) -> None:
+        self.path, self.alt = Path(path), alt
+
+    def _repr_html_(self) -> str:
+        import base64
+        import html
+
+        data = base64.b64encode(self.path.read_bytes()).decode("ascii")
+        return (f'<figure style="margin:0.6em 0"><img src="data:image/png;base64,{data}" '
+                f'alt="{html.escape(self.alt)}" style="max-width:100%;height:auto">'
+                f'<figcaption style="font-size:0.85em">{html.escape(self.alt)}</figcaption></figure>')
+
+
+def figure(path: str | Path, kind: str, *, subject: str = "", metric: str = "main metric") -> Figure:
+    """The figure at `path` with the alt text and caption of its `kind` (`reports.figure_alt`)."""
+    from .reports import figure_alt
+
+    return Figure(path, figure_alt(kind, subject=subject, metric=metric))
+
+
 def html_page(executed: Path) -> str:
     """The executed notebook as HTML without code (nbconvert's ``--no-input``), in this process: a
     subprocess per page cost ~2 s of interpreter start and imports."""

@@ -25,12 +25,14 @@ from typing import Any
 WINDOW = (1400, 900)
 MIN_RENDERED_PT = 9.0
 FLOAT_NOISE = re.compile(r"\b\d(?:\.\d+)?e-(?:1\d|[2-9]\d)\b")  # 1e-10 and below: rounding residue, not a value
+NBCONVERT_NO_ALT = "No description has been provided for this image"  # nbconvert fills a missing alt with it
 LOG_LINES = ("Loaded pretrained weights", "WARNING", "it/s]", "Traceback", "UserWarning", "IProgress")
 PROBE = """
 <script>
 window.addEventListener('load', () => {
   const imgs = [...document.images].map(i => ({src: i.getAttribute('src').slice(0, 80), loaded: i.complete &&
-      i.naturalWidth > 0, natural: i.naturalWidth, shown: i.getBoundingClientRect().width}));
+      i.naturalWidth > 0, natural: i.naturalWidth, shown: i.getBoundingClientRect().width,
+      alt: i.getAttribute('alt') || ''}));
   const tables = [...document.querySelectorAll('table')].map(t => {
     const rows = [...t.querySelectorAll('tr')];
     const first = rows.map(r => (r.cells[0] ? r.cells[0].innerText.trim() : ''));
@@ -131,6 +133,8 @@ def problems(page: Path, found: dict[str, Any], *, tick_pt: float, is_index: boo
         elif img["natural"] and tick_pt * img["shown"] / img["natural"] < MIN_RENDERED_PT:
             out.append(f"figure shrunk to {img['shown']:.0f} of {img['natural']} px: ticks at "
                        f"{tick_pt * img['shown'] / img['natural']:.1f} pt ({img['src'][:40]})")
+        if len(img.get("alt", "")) < 20 or img.get("alt") == NBCONVERT_NO_ALT:
+            out.append(f"image without alt text saying what it shows: {img['src'][:40]}")
     for table in found["tables"]:
         column = table["first_column"]
         if table["first_header"] == "" and column and column == [str(i) for i in range(len(column))]:
