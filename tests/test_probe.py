@@ -109,3 +109,23 @@ def test_classic_floor_learns(kind: str) -> None:
     xt, (xv,), _ = classic_features(train, [val], kind=kind)
     model, info = fit_classic(xt, y[:100], xv, y[100:], c_grid=(0.1, 1.0, 10.0), main_metric="accuracy", seed=0)
     assert info["val_score"] > 0.85
+
+
+def test_seeds_that_share_one_deterministic_fit_count_once_in_the_method_table() -> None:
+    import pandas as pd
+
+    from embedtune.stages.probe import reseeded
+    from embedtune.tables import method_summary
+
+    record = {"seed": 0, "budget": 100, "rows": {"probe": {"method": "probe", "seed": 0, "budget": 100,
+                                                           "accuracy": 0.8}},
+              "shift_rows": [{"method": "probe", "seed": 0, "set": "a"}], "mass": [{"seed": 0, "block": 0}]}
+    copy = reseeded(record, 3)
+    assert copy["seed"] == 3 and copy["rows"]["probe"]["seed"] == 3 and copy["rows"]["probe"]["fit_seed"] == 0
+    assert copy["shift_rows"][0]["seed"] == 3 and copy["mass"][0]["fit_seed"] == 0
+    assert reseeded(copy, 5)["rows"]["probe"]["fit_seed"] == 0  # a copy of a copy still names the fit
+    probe = pd.DataFrame([reseeded(record, s)["rows"]["probe"] for s in range(3)])
+    tuned = pd.DataFrame([{"method": "full", "seed": s, "budget": 100, "accuracy": 0.7 + s / 100} for s in range(3)])
+    table = method_summary(pd.concat([probe, tuned], ignore_index=True)).set_index("method")
+    assert table.loc["probe", "seeds"] == 1 and table.loc["probe", "accuracy"] == "0.800"  # one fit, no "± 0"
+    assert table.loc["full", "seeds"] == 3 and "±" in table.loc["full", "accuracy"]

@@ -259,8 +259,11 @@ def load_results(results_dir: Path, methods: tuple[str, ...] = METHOD_ORDER) -> 
 
 
 def summary_table(results: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Mean and standard deviation of `metric` over seeds, per method × budget."""
-    table = results.groupby(["method", "budget"])[metric].agg(["mean", "std", "count"]).reset_index()
+    """Mean and standard deviation of `metric` over seeds, per method × budget; a fit shared by seeds counts
+    once (`tables.distinct_fits`)."""
+    from .tables import distinct_fits
+
+    table = distinct_fits(results).groupby(["method", "budget"])[metric].agg(["mean", "std", "count"]).reset_index()
     table["method"] = pd.Categorical(table["method"], [m for m in METHOD_ORDER if m in set(table["method"])])
     return table.sort_values(["method", "budget"]).reset_index(drop=True)
 

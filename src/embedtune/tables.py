@@ -200,13 +200,26 @@ def published_reference() -> pd.DataFrame:
     ])
 
 
+def distinct_fits(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of `frame` less the copies of one shared fit: seeds with the same rows share one deterministic
+    probe fit (``fit_seed`` names whose; a row without it is its own seed's), which counts once in a mean, an
+    sd or a seed count."""
+    if "fit_seed" not in frame:
+        return frame
+    fit_seed = frame["fit_seed"].fillna(frame["seed"])
+    return frame[~frame.assign(fit_seed=fit_seed).duplicated(["method", "budget", "fit_seed"])]
+
+
 def method_summary(frame: pd.DataFrame) -> pd.DataFrame:
-    """Mean and sd over seeds of every recorded metric, seconds and FLOPs, per method × budget."""
+    """Mean and sd over seeds of every recorded metric, seconds and FLOPs, per method × budget; ``seeds``
+    counts distinct fits (seeds that share one deterministic fit count once)."""
     from .registry import METRIC_NAMES
 
     cols = [c for c in (*METRIC_NAMES, "train_seconds", "train_flops") if c in frame and frame[c].notna().any()]
-    grouped = frame.groupby(["method", "budget"])[cols]
-    mean, sd, seeds = grouped.mean(), grouped.std(), frame.groupby(["method", "budget"])["seed"].nunique()
+    # a fit shared by seeds with the same rows (the probe's "all" budget: ``fit_seed``) counts once
+    fits = distinct_fits(frame)
+    grouped = fits.groupby(["method", "budget"])[cols]
+    mean, sd, seeds = grouped.mean(), grouped.std(), fits.groupby(["method", "budget"])["seed"].nunique()
     out = pd.DataFrame({"method": [m for m, _ in mean.index], "budget": [count_text(b) for _, b in mean.index],
                         "seeds": seeds.to_numpy()})
     for c in cols:  # one cell per quantity: "mean ± sd" (one seed: the mean alone), one notation per column

@@ -68,8 +68,12 @@ def run(params: Params, task: str, *, root: Path = Path("."), device: str = "cpu
     todo = [(int(seed), int(budget), np.asarray(index)) for seed, by_size in subsets["subsets"].items()
             for budget, index in by_size.items()]
     records = []
+    fitted: dict[str, dict[str, Any]] = {}  # key → the first seed's record: a fit is decided by its rows alone
     for seed, budget, index in tqdm(todo, desc=f"probe fits {task}", disable=not progress, unit="fit"):
         key = fit_key(index=index, shared=shared)
+        if key in fitted:  # same rows as an earlier seed (every seed's "all" budget): one fit, not one per seed
+            records.append(reseeded(fitted[key], seed))
+            continue
         path = record_path(root, task, seed=seed, budget=budget, key=key)
         record = None if mode == "cold" else read_record(path, key)
         if record is None:
@@ -79,10 +83,25 @@ def run(params: Params, task: str, *, root: Path = Path("."), device: str = "cpu
             part, arrays = fit_one(inputs, seed=seed, budget=budget, index=index)
             ran = host_info(device=device_name(device), precision="fp32")
             record = write_record(path, {"key": key, "seed": seed, "budget": budget, **part, "ran": ran}, arrays)
-        records.append(record)
+        fitted[key] = record
+        records.append(reseeded(record, seed))
     pilots = {(str(params.scale.finetune.search_seed), str(subsets["n_train"] if b == "all" else b))
               for b in params.scale.finetune.search_budgets}
     return _write_outputs(paths, records, y=y, names=names, pilots=pilots, inputs_digest=probe_inputs_digest(params))
+
+
+def reseeded(record: dict[str, Any], seed: int) -> dict[str, Any]:
+    """`record` as seed `seed`'s: the fits of a (seed, budget) depend only on its rows (the key: lbfgs and the
+    feature order are deterministic, no random draw), so seeds that share the rows share one fit. Every row
+    says whose fit it is (``fit_seed``): tables count distinct fits, and pairing with a tuned method's seeds
+    still finds a probe row for each."""
+    fit_seed = int(record["rows"]["probe"].get("fit_seed", record["seed"]))
+
+    def mark(row: dict[str, Any]) -> dict[str, Any]:
+        return {**row, "seed": seed, "fit_seed": fit_seed}
+
+    return {**record, "seed": seed, "rows": {m: mark(r) for m, r in record["rows"].items()},
+            "shift_rows": [mark(r) for r in record["shift_rows"]], "mass": [mark(r) for r in record["mass"]]}
 
 
 def _write_outputs(paths: TaskPaths, records: list[dict[str, Any]], *, y: dict[str, np.ndarray],
