@@ -67,6 +67,16 @@ def test_readme_and_index_are_generated_from_metrics_files(tmp_path) -> None:
     assert "0.500 ± 0.000" in (root / "reports" / "index.html").read_text()
 
 
+def test_the_index_links_the_declared_tasks_pages_only(tmp_path) -> None:
+    root, readme = _fixture_project(tmp_path)
+    for page in ("legal/03-compare.html", "dropped_task/03-compare.html"):
+        (root / "reports" / page).parent.mkdir(parents=True, exist_ok=True)
+        (root / "reports" / page).write_text("<html></html>")
+    build_index(root / "params.yaml", root, readme=readme)
+    index = (root / "reports" / "index.html").read_text()
+    assert "href='legal/03-compare.html'" in index and "dropped_task" not in index
+
+
 class _Links(HTMLParser):
     def __init__(self) -> None:
         super().__init__()

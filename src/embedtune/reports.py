@@ -298,8 +298,10 @@ def index_html(*, reports_dir: Path, per_task: dict[str, dict[str, Any]], info: 
 
     reports_dir = Path(reports_dir)
     # the summary stage renders summary.html after writing this page: it is always listed
-    pages = sorted({p.relative_to(reports_dir).as_posix() for p in reports_dir.rglob("*.html")
-                    if p.name != "index.html"} | {"summary.html"})
+    # the declared tasks' pages and the top-level reports only: a task dropped from params.yaml keeps its old
+    # folder under reports/ until someone deletes it, and the index must not send a reader there
+    found = {p.relative_to(reports_dir) for p in reports_dir.rglob("*.html") if p.name != "index.html"}
+    pages = sorted({p.as_posix() for p in found if len(p.parts) == 1 or p.parts[0] in per_task} | {"summary.html"})
     headlines = {task: t["headline"] for task, t in per_task.items()}
     table = headline_frame(headlines) if headlines else pd.DataFrame()
 
@@ -346,7 +348,7 @@ def index_html(*, reports_dir: Path, per_task: dict[str, dict[str, Any]], info: 
     parts.append("<p><a href='summary.html'>Summary report</a> (full table with costs, calibration and "
                  "robustness).</p>")
     for task, t in per_task.items():
-        guide = t["guide"]
+        guide, metric = t["guide"], t["headline"]["metric"]
         cols = [c for c in ("budget", "pick", "pick_mean", "pick_gain_over_probe_points", "tied",
                             "expected_loss_points", "detectable_points", "pick_build_seconds",
                             "pick_serve_seconds_per_1000") if c in guide]
@@ -354,9 +356,9 @@ def index_html(*, reports_dir: Path, per_task: dict[str, dict[str, Any]], info: 
                   "<h3>Decision guide</h3>", frame_html(readable(guide[cols] if cols else guide)),
                   "<h3>Each method against the probe (points, simultaneous 95% interval over these comparisons; * = it excludes 0)</h3>",
                   frame_html(paired_table(t["comparisons"])),
-                  figure(f"{task}-learning-curves.png", f"{task}: learning curves"),
-                  figure(f"{task}-cost-quality.png", f"{task}: cost vs quality"),
-                  figure(f"{task}-shift.png", f"{task}: under distribution shift"),
+                  figure(f"{task}-learning-curves.png", figure_alt("learning_curve", subject=task, metric=metric)),
+                  figure(f"{task}-cost-quality.png", figure_alt("cost_quality", subject=task, metric=metric)),
+                  figure(f"{task}-shift.png", figure_alt("shift", subject=task, metric=metric)),
                   "<p>Reports: " + " · ".join(f"<a href='{html.escape(p)}'>{html.escape(p)}</a>" for p in pages
                                                if p.startswith(f"{task}/")) + "</p>"]
     parts += ["<h2>Every report</h2><ul>"]
