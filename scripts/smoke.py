@@ -54,8 +54,11 @@ def host_record(*, target: str, minutes: float, tasks: list[str], methods: list[
 
     from embedtune.precision import native_bf16
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=scratch.REPO, capture_output=True,
-                            text=True).stdout.strip()
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=scratch.REPO, capture_output=True, text=True).stdout.strip()
+
+    # the scratch copy holds the working tree, untracked files included: a dirty tree is not that commit
+    commit = git("rev-parse", "--short", "HEAD") + ("-dirty" if git("status", "--porcelain") else "")
     return {"target": target, "minutes": round(minutes, 2), "tasks": tasks, "methods": methods,
             "cores": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
             "native_bf16": native_bf16("cpu"), "torch_threads": torch.get_num_threads(), "commit": commit,

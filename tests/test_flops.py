@@ -52,10 +52,18 @@ def test_per_length_flops_equal_counting_every_row_with_fewer_counts(tiny_text_m
     every_row = sum(count(b) for b in batches) / len(batches)
     calls.clear()
     assert mean_row_flops(count, batches) == pytest.approx(every_row, rel=1e-12)
-    assert len(calls) == 4  # three lengths fix the quadratic, one checks it
+    assert len(calls) == 5  # three lengths fix the quadratic, two check it
 
 
 def test_a_count_that_is_not_quadratic_in_length_falls_back_to_every_length() -> None:
     batches = [{"input_ids": torch.zeros(1, n, dtype=torch.long)} for n in range(1, 9)]
     cubic = lambda batch: batch["input_ids"].shape[1] ** 3  # noqa: E731
     assert mean_row_flops(cubic, batches) == pytest.approx(sum(n**3 for n in range(1, 9)) / 8)
+
+
+def test_attention_on_cpu_counts_its_score_and_value_products() -> None:
+    q, k, v = (torch.randn(1, 2, 5, 4, requires_grad=True) for _ in range(3))  # (batch, heads, tokens, dim)
+    attend = lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v)  # noqa: E731
+    per_product = 2 * (1 * 2) * 5 * 5 * 4  # 2 × batch·heads × tokens × tokens × dim
+    assert count_flops(attend) == 2 * per_product  # q·kᵀ and scores·v
+    assert count_flops(lambda: attend().sum().backward()) == 2 * per_product + 5 * per_product

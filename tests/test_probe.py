@@ -129,3 +129,16 @@ def test_seeds_that_share_one_deterministic_fit_count_once_in_the_method_table()
     table = method_summary(pd.concat([probe, tuned], ignore_index=True)).set_index("method")
     assert table.loc["probe", "seeds"] == 1 and table.loc["probe", "accuracy"] == "0.800"  # one fit, no "± 0"
     assert table.loc["full", "seeds"] == 3 and "±" in table.loc["full", "accuracy"]
+
+
+def test_a_stored_probe_fit_takes_the_backbones_current_flops_count() -> None:
+    from embedtune.stages.probe import with_backbone_flops
+
+    row = {"budget": 64, "n_val": 100, "trainable_params": 770, "infer_flops_per_row": 1000.0 + 2 * 770,
+           "train_flops": 5.0 + 1000.0 * 164}
+    record = {"rows": {"probe": row, "layer_probe": dict(row), "classic": {"budget": 64}}}
+    fixed = with_backbone_flops(record, 1200.0)["rows"]
+    assert fixed["probe"]["infer_flops_per_row"] == 1200.0 + 2 * 770
+    assert fixed["probe"]["train_flops"] == 5.0 + 1200.0 * 164  # head fit + backbone over the rows embedded
+    assert fixed["layer_probe"] == fixed["probe"] and fixed["classic"] == {"budget": 64}
+    assert with_backbone_flops(record, 1000.0)["rows"]["probe"] == row  # the same count changes nothing

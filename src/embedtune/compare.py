@@ -335,10 +335,13 @@ def headline_budget(results: pd.DataFrame) -> int:
 
 def headline(results: pd.DataFrame, metric: str) -> dict[str, Any]:
     """Mean metric per method at the headline budget (`headline_budget`) and at all labels."""
+    from .tables import distinct_fits
+
     budget = headline_budget(results)
-    at = results[results["budget"] == budget].groupby("method")[metric].agg(["mean", "std"])
+    at = distinct_fits(results[results["budget"] == budget]).groupby("method")[metric].agg(["mean", "std"])
     largest = int(results["budget"].max())
-    at_all = results[results["budget"] == largest].groupby("method", observed=True)[metric].agg(["mean", "count"])
+    at_all = distinct_fits(results[results["budget"] == largest]).groupby("method", observed=True)[metric].agg(
+        ["mean", "count"])  # seeds: distinct fits (the probe's all-label fit is one, shared by every seed)
     return {"budget": int(budget), "metric": metric,
             "methods": {m: {"mean": float(r["mean"]), "std": float(r["std"]) if pd.notna(r["std"]) else 0.0}
                         for m, r in at.iterrows()},

@@ -83,12 +83,33 @@ def conv_backward_flops(grad_out_shape: Any, x_shape: Any, w_shape: Any, _bias: 
     return forward * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
 
 
+def cpu_attention_flops(query_shape: Any, key_shape: Any, value_shape: Any, *_args: Any, out_shape: Any = None,
+                        **_kwargs: Any) -> int:
+    """The CPU attention kernel's forward: q·kᵀ and scores·v, PyTorch's formula for its GPU kernels."""
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    return int(sdpa_flop_count(query_shape, key_shape, value_shape))
+
+
+def cpu_attention_backward_flops(grad_out_shape: Any, query_shape: Any, key_shape: Any, value_shape: Any,
+                                 *_args: Any, out_shape: Any = None, **_kwargs: Any) -> int:
+    """The CPU attention kernel's backward (scores recomputed, then the four gradient products)."""
+    from torch.utils.flop_counter import sdpa_backward_flop_count
+
+    return int(sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape))
+
+
 def count_flops(step: Callable[[], object]) -> int:
     """FLOPs of one call of `step` (forward and backward if it runs both), via FlopCounterMode with the
-    convolution backward counted by `conv_backward_flops`."""
+    convolution backward counted by `conv_backward_flops` and the CPU attention kernel by PyTorch's own
+    attention formulas."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    mapping = {torch.ops.aten.convolution_backward: conv_backward_flops}
+    # on CPU, scaled_dot_product_attention runs a kernel FlopCounterMode has no formula for (it counted 0: a
+    # text backbone's attention scores were missing); it is the same attention as the GPU kernels it counts
+    mapping = {torch.ops.aten.convolution_backward: conv_backward_flops,
+               torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_attention_flops,
+               torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: cpu_attention_backward_flops}
     with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
         step()
     return int(counter.get_total_flops())
@@ -119,8 +140,8 @@ def mean_row_flops(count: Callable[[dict[str, torch.Tensor]], int], batches: lis
                    ) -> float:
     """Mean of `count` over single-row batches, counting each distinct shape once (FLOPs depend on shapes
     only). When the shapes differ in one length alone (tokens), FlopCounterMode's count is a quadratic in it
-    (matmuls ∝ L, attention ∝ L²): three lengths fix the curve, a fourth checks it, and a failed check falls
-    back to counting every length — so the result equals counting every row."""
+    (matmuls ∝ L, attention ∝ L²): three lengths fix the curve, two more check it, and a failed check
+    falls back to counting every length — so the result equals counting every row."""
     groups: dict[tuple[int, ...], list[dict[str, torch.Tensor]]] = {}
     for batch in batches:
         shape = tuple(d for name in sorted(batch) for d in (len(batch[name].shape), *batch[name].shape))
@@ -137,8 +158,8 @@ def mean_row_flops(count: Callable[[dict[str, torch.Tensor]], int], batches: lis
     if lengths is not None:
         order = sorted(range(len(shapes)), key=lambda i: lengths[i])
         anchors = [(lengths[i], flops_of(shapes[i])) for i in (order[0], order[len(order) // 2], order[-1])]
-        check = order[len(order) // 4]
-        if _quadratic_at(anchors, lengths[check]) == flops_of(shapes[check]):
+        checks = {order[len(order) // 4], order[(3 * len(order)) // 4]} - {order[0], order[len(order) // 2], order[-1]}
+        if all(_quadratic_at(anchors, lengths[i]) == flops_of(shapes[i]) for i in checks):
             total = sum(_quadratic_at(anchors, lengths[i]) * len(groups[s]) for i, s in enumerate(shapes))
             return float(total) / len(batches)
     return sum(flops_of(s) * len(groups[s]) for s in shapes) / len(batches)

@@ -46,7 +46,7 @@ def _per_item_flops(model: Any, encoder: Any, items: Any, *, backward: bool) -> 
         return flops
 
     # text: one row per batch (mean_row_flops counts each token length once); images: one batch of n
-    mean = mean_row_flops(count, batches) * (1 if isinstance(items, list) else 1 / n)
+    mean = mean_row_flops(count, batches) / (1 if isinstance(items, list) else n)
     model.train(was_training)
     return mean
 

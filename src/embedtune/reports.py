@@ -289,10 +289,12 @@ def provenance(profile: str) -> dict[str, str]:
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"}
 
 
-def index_html(*, reports_dir: Path, per_task: dict[str, dict[str, Any]], info: dict[str, str]) -> Path:
+def index_html(*, reports_dir: Path, per_task: dict[str, dict[str, Any]], info: dict[str, str],
+               tasks: list[str] | None = None) -> Path:
     """Write reports/index.html: the answers first (one generated sentence per domain, the headline table,
     each task's decision guide), then one section per task (paired differences against the probe, key
-    figures, links to its rendered notebooks), then every report. Relative links only."""
+    figures, links to its rendered notebooks), then every report of the declared `tasks` (default: those in
+    `per_task`). Relative links only."""
     from .decision import guide_sentence
     from .tables import answer_table, paired_table, readable
 
@@ -301,7 +303,8 @@ def index_html(*, reports_dir: Path, per_task: dict[str, dict[str, Any]], info: 
     # the declared tasks' pages and the top-level reports only: a task dropped from params.yaml keeps its old
     # folder under reports/ until someone deletes it, and the index must not send a reader there
     found = {p.relative_to(reports_dir) for p in reports_dir.rglob("*.html") if p.name != "index.html"}
-    pages = sorted({p.as_posix() for p in found if len(p.parts) == 1 or p.parts[0] in per_task} | {"summary.html"})
+    declared = set(per_task) if tasks is None else set(tasks)  # `tasks`: params.yaml's, compared or not yet
+    pages = sorted({p.as_posix() for p in found if len(p.parts) == 1 or p.parts[0] in declared} | {"summary.html"})
     headlines = {task: t["headline"] for task, t in per_task.items()}
     table = headline_frame(headlines) if headlines else pd.DataFrame()
 

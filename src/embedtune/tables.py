@@ -97,7 +97,8 @@ def summary_table(per_task: dict[str, dict[str, Any]]) -> pd.DataFrame:
     """One row per task × method with fixed column names; a missing cell says why."""
     rows = []
     for task, t in per_task.items():
-        headline, results, comparisons = t["headline"], t["results"], t["comparisons"]
+        headline, comparisons = t["headline"], t["comparisons"]
+        results = distinct_fits(t["results"])  # a fit shared by seeds counts once in a mean ± sd
         metric, budget = headline["metric"], int(headline["budget"])
         all_budget = int(headline.get("all_labels", {}).get("budget", results["budget"].max()))
         costs = results.assign(method=results["method"].astype(str)).groupby(["method", "budget"]).median(

@@ -17,15 +17,16 @@ from ..backbones import encode, load_backbone
 from ..costs import device_name
 from ..data import TaskData, load_prepared, selection_index
 from ..embeddings import load_embeddings
-from ..io import read_json, seed_everything, write_csv, write_npz
+from ..io import read_json, seed_everything, write_csv, write_json, write_npz
 from ..layers import layer_features, load_layer_features
-from ..outputs import write_method_outputs
+from ..outputs import aggregate, write_method_outputs
 from ..params import Params, is_multi_label, task_kind
 from ..paths import TaskPaths, load_subsets, run_key
 from ..probe_fits import FitInputs, fit_key, fit_one, read_record, record_path, shared_key_parts, write_record
 from ..registry import TUNED_METHODS, metric_names
 from ..shift import ShiftSet, read_shift_sets
 from ..store import MissingRunError, folder_digest, host_info, store_mode
+from ..tables import distinct_fits
 
 
 def run(params: Params, task: str, *, root: Path = Path("."), device: str = "cpu",
@@ -83,11 +84,29 @@ def run(params: Params, task: str, *, root: Path = Path("."), device: str = "cpu
             part, arrays = fit_one(inputs, seed=seed, budget=budget, index=index)
             ran = host_info(device=device_name(device), precision="fp32")
             record = write_record(path, {"key": key, "seed": seed, "budget": budget, **part, "ran": ran}, arrays)
-        fitted[key] = record
-        records.append(reseeded(record, seed))
+        fitted[key] = with_backbone_flops(record, float(embed_meta["flops_per_row"]))
+        records.append(reseeded(fitted[key], seed))
     pilots = {(str(params.scale.finetune.search_seed), str(subsets["n_train"] if b == "all" else b))
               for b in params.scale.finetune.search_budgets}
     return _write_outputs(paths, records, y=y, names=names, pilots=pilots, inputs_digest=probe_inputs_digest(params))
+
+
+def with_backbone_flops(record: dict[str, Any], backbone_flops_per_row: float) -> dict[str, Any]:
+    """`record` with its probe and layer-probe FLOPs re-derived from the backbone's current per-row count (the
+    embed stage's), as the tuned runs' FLOPs are derived when their stage assembles them: a fix to the count
+    reaches a stored fit without refitting it. Both rows were recorded as serve = backbone + 2 × trainable
+    per row and build = head fit + backbone × (budget + selection rows), so the recorded backbone count is
+    recovered from the serve FLOPs and replaced."""
+    rows = dict(record["rows"])
+    for method in ("probe", "layer_probe"):
+        if method not in rows or "infer_flops_per_row" not in rows[method]:
+            continue
+        row = rows[method]
+        delta = backbone_flops_per_row - (float(row["infer_flops_per_row"]) - 2 * float(row["trainable_params"]))
+        embedded = int(row["budget"]) + int(row["n_val"])
+        rows[method] = {**row, "infer_flops_per_row": float(row["infer_flops_per_row"]) + delta,
+                        "train_flops": float(row["train_flops"]) + delta * embedded}
+    return {**record, "rows": rows}
 
 
 def reseeded(record: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -124,6 +143,12 @@ def _write_outputs(paths: TaskPaths, records: list[dict[str, Any]], *, y: dict[s
                              "still_improving": None} for e in r["paths"][method]]
         frames[method] = write_method_outputs(paths, method, rows, preds, y_test=y["test"], y_val=y["val"],
                                               summary_columns=names)
+        # the metrics JSON again, over distinct fits (a fit shared by seeds counts once in its n and sd) and
+        # without the bookkeeping column fit_seed
+        fits = distinct_fits(frames[method])
+        numeric = tuple(c for c in fits.columns if c not in ("seed", "budget", "fit_seed")
+                        and pd.api.types.is_numeric_dtype(fits[c]) and not pd.api.types.is_bool_dtype(fits[c]))
+        write_json(paths.metrics / "methods" / f"{method}.json", aggregate(fits, tuple(dict.fromkeys((*names, *numeric)))))
     for r in records:
         key = run_key(r["seed"], r["budget"])
         heads[f"w_{key}"], heads[f"b_{key}"] = r["arrays"]["w_probe"], r["arrays"]["b_probe"]

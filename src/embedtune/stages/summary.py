@@ -50,7 +50,7 @@ def run(params: Params, *, root: Path = Path("."), readme: Path | None = None) -
     run_time = _run_time(root)
     info = {**reports.provenance(params.profile),
             "backbones": ", ".join(f"{t}: {backbone_label(params.backbone_for(t))}" for t in per_task)}
-    reports.index_html(reports_dir=root / "reports", per_task=per_task, info=info)
+    reports.index_html(reports_dir=root / "reports", per_task=per_task, info=info, tasks=list(params.tasks))
     readme = root / "README.md" if readme is None else readme
     if not readme.is_file():  # a new project: the stage's declared output starts as the two generated blocks
         from ..io import write_text
