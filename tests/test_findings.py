@@ -239,3 +239,17 @@ def test_the_schedule_finding_counts_kept_checkpoints_at_a_tenth_of_the_peak_rat
     (done,) = findings.annealed_findings(pd.DataFrame({"lr_frac_at_best": [0.05, 0.02]}))
     assert done.endswith("aim: every run: met.")
     assert findings.annealed_findings(pd.DataFrame({"lr": [1e-4]})) == []
+
+
+def test_the_seeds_sentence_counts_each_budgets_seeds_and_a_shared_fit_once() -> None:
+    import pandas as pd
+
+    from embedtune.findings import seeds_sentence
+
+    rows = [{"method": "full", "budget": b, "seed": s} for b, n in ((64, 10), (1024, 5), (5000, 3)) for s in range(n)]
+    rows += [{"method": "probe", "budget": 64, "seed": s, "fit_seed": s} for s in range(10)]
+    rows += [{"method": "probe", "budget": 5000, "seed": s, "fit_seed": 0} for s in range(10)]
+    other = [{"method": "lora", "budget": b, "seed": s} for b, n in ((64, 8), (4000, 3)) for s in range(n)]
+    sentence = seeds_sentence({"a": {"results": pd.DataFrame(rows)}, "b": {"results": pd.DataFrame(other)}})
+    assert "tuned methods: 64 labels 8–10, 1,024 labels 5, all labels 3" in sentence
+    assert "probe, layer probe and classic: 64 labels 10, all labels 1" in sentence

@@ -380,12 +380,39 @@ def annealed_findings(tuned: pd.DataFrame) -> list[str]:
                 "length) scored lower on the selection rows in `reports/schedule-pilot-4.md`.")]
 
 
+def seeds_sentence(per_task: dict[str, dict[str, Any]]) -> str:
+    """How many seeds the committed run holds per budget: the tuned methods' and the frozen methods' distinct
+    fits (a fit shared by seeds counts once), as a range where tasks or methods differ; each task's largest
+    budget is its whole train split ("all")."""
+    from .tables import count_text, distinct_fits
+
+    counts: dict[str, dict[float, set[int]]] = {"tuned": {}, "frozen": {}}
+    for t in per_task.values():
+        fits = distinct_fits(t["results"])
+        largest = int(fits["budget"].max())
+        per = fits.assign(method=fits["method"].astype(str)).groupby(["method", "budget"])["seed"].nunique()
+        for (method, budget), n in per.items():
+            slot = float("inf") if int(budget) == largest else float(budget)
+            counts["tuned" if method in TUNED else "frozen"].setdefault(slot, set()).add(int(n))
+
+    def listing(by_budget: dict[float, set[int]]) -> str:
+        def seeds(ns: set[int]) -> str:
+            return str(min(ns)) if len(ns) == 1 else f"{min(ns)}–{max(ns)}"
+        return ", ".join(f"{'all' if b == float('inf') else count_text(b)} labels {seeds(ns)}"
+                         for b, ns in sorted(by_budget.items()))
+
+    parts = [f"tuned methods: {listing(counts['tuned'])}" if counts["tuned"] else "no tuned method ran",
+             f"probe, layer probe and classic: {listing(counts['frozen'])}" if counts["frozen"] else ""]
+    return ("Seeds per label budget in the committed run (per task and method; at all labels the frozen "
+            "methods' fit is deterministic and counts once): " + "; ".join(p for p in parts if p) + ".")
+
+
 def across_tasks_findings(per_task: dict[str, dict[str, Any]]) -> list[str]:
     """Protocol checks over every task's tuned rows: the share still improving at their last evaluation
     against STILL_IMPROVING_AIM, and how many runs restarted at a lower rate."""
     rows = [t["results"] for t in per_task.values() if "still_improving" in t["results"]]
     if not rows:
-        return []
+        return [seeds_sentence(per_task)] if per_task else []
     results = pd.concat(rows, ignore_index=True)
     tuned = results[results["method"].astype(str).isin(TUNED)]
     if not len(tuned):
@@ -398,7 +425,8 @@ def across_tasks_findings(per_task: dict[str, dict[str, Any]]) -> list[str]:
         causes.append(f"{int((flags & ~capped).sum())} stopped on patience with the selection metric at its best "
                       "on their last evaluation")
     verdict = "met" if share <= STILL_IMPROVING_AIM else f"not met ({'; '.join(causes)})"
-    out = [f"{int(flags.sum())} of the {len(tuned)} tuned runs over all tasks ({100 * share:.1f}%) were still "
+    out = [seeds_sentence(per_task),
+           f"{int(flags.sum())} of the {len(tuned)} tuned runs over all tasks ({100 * share:.1f}%) were still "
            f"improving at their last evaluation; aim at most {100 * STILL_IMPROVING_AIM:.0f}%: {verdict}."]
     out += annealed_findings(tuned)
     if "lr_restarts" in tuned:
