@@ -244,7 +244,7 @@ def test_the_schedule_finding_counts_kept_checkpoints_at_a_tenth_of_the_peak_rat
 def test_the_seeds_sentence_counts_each_budgets_seeds_and_a_shared_fit_once() -> None:
     import pandas as pd
 
-    from embedtune.findings import seeds_sentence
+    from embedtune.tables import seeds_sentence
 
     rows = [{"method": "full", "budget": b, "seed": s} for b, n in ((64, 10), (1024, 5), (5000, 3)) for s in range(n)]
     rows += [{"method": "probe", "budget": 64, "seed": s, "fit_seed": s} for s in range(10)]

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from .registry import METHOD_ORDER, METRIC_NAMES
+from .registry import METHOD_ORDER, METRIC_NAMES, TUNED_METHODS
 
 METRIC_WORDS = (*METRIC_NAMES, "val_score", "mean", "pick_mean", "best_mean", "runner_up_mean", "clean", "shifted")
 
@@ -313,3 +313,30 @@ def answer_table(per_task: dict[str, dict[str, Any]]) -> pd.DataFrame:
                          "build × probe (FLOPs)": ratio("train_flops"),
                          "serve × probe (FLOPs)": ratio("infer_flops_per_row")})
     return pd.DataFrame(rows)
+
+
+def seeds_sentence(per_task: dict[str, dict[str, Any]]) -> str:
+    """How many seeds the committed run holds per budget: the tuned methods' and the frozen methods' distinct
+    fits (a fit shared by seeds counts once), as a range where tasks or methods differ; each task's largest
+    budget is its whole train split ("all")."""
+    counts: dict[str, dict[float, set[int]]] = {"tuned": {}, "frozen": {}}
+    for t in per_task.values():
+        if not {"method", "budget", "seed"} <= set(t["results"].columns):
+            continue
+        fits = distinct_fits(t["results"])
+        largest = int(fits["budget"].max())
+        per = fits.assign(method=fits["method"].astype(str)).groupby(["method", "budget"])["seed"].nunique()
+        for (method, budget), n in per.items():
+            slot = float("inf") if int(budget) == largest else float(budget)
+            counts["tuned" if method in TUNED_METHODS else "frozen"].setdefault(slot, set()).add(int(n))
+
+    def listing(by_budget: dict[float, set[int]]) -> str:
+        def seeds(ns: set[int]) -> str:
+            return str(min(ns)) if len(ns) == 1 else f"{min(ns)}–{max(ns)}"
+        return ", ".join(f"{'all' if b == float('inf') else count_text(b)} labels {seeds(ns)}"
+                         for b, ns in sorted(by_budget.items()))
+
+    parts = [f"tuned methods: {listing(counts['tuned'])}" if counts["tuned"] else "no tuned method ran",
+             f"probe, layer probe and classic: {listing(counts['frozen'])}" if counts["frozen"] else ""]
+    return ("Seeds per label budget in the committed run (per task and method; at all labels the frozen "
+            "methods' fit is deterministic and counts once): " + "; ".join(p for p in parts if p) + ".")
