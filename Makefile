@@ -12,7 +12,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help install lock check-env repro repro-cold runs-status verify-runs smoke smoke-all test test-slow lint format lab bench clean clean-runs strip
+.PHONY: help install lock check-env repro repro-cold runs-status runs-compact verify-runs smoke smoke-all test test-slow lint format lab bench clean clean-runs strip
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ repro-cold: $(STAMP)  ## like repro, but every tuned run retrains (EMBEDTUNE_STO
 
 runs-status: $(STAMP)  ## per task x method: the runs PROFILE plans, how many the run store holds, how many are left
 	$(BIN)/python -m embedtune.verify status
+
+runs-compact: $(STAMP)  ## deflate run-store files written without compression (lossless; before committing runs/)
+	$(BIN)/python -m embedtune.verify compact
 
 N ?= 5
 SEED ?= 0

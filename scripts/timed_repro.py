@@ -50,13 +50,14 @@ def _profile() -> str:
     return str(yaml.safe_load((ROOT / "params.yaml").read_text()).get("profile", "unknown"))
 
 
-def timed_run(command: list[str], on_stage_done: Callable[[list[dict[str, object]], float], None] | None = None
+def timed_run(command: list[str], on_stage_done: Callable[[list[dict[str, object]], float], None] | None = None,
+              *, cwd: Path = ROOT, env: dict[str, str] | None = None
               ) -> tuple[int, list[dict[str, object]], float, float]:
-    """Run `command`, echo its output, and time every stage it announces. Returns (exit code, stages,
+    """Run `command` in `cwd`, echo its output, and time every stage it announces. Returns (exit code, stages,
     started, finished) with times as Unix seconds; `on_stage_done(stages, started)` sees each finished stage."""
     started = time.time()
     stages: list[dict[str, object]] = []
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             bufsize=1)
     assert proc.stdout is not None
     for line in proc.stdout:

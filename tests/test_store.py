@@ -234,3 +234,29 @@ def test_the_probe_stage_reads_its_fits_back_from_the_store_and_fits_nothing(
     monkeypatch.setenv("EMBEDTUNE_STORE", "use")
     monkeypatch.undo()
     assert probe_fits.FIT_SOURCES[0] == "probe_fits.py"
+
+
+def test_a_record_is_deflated_and_compact_deflates_old_ones_without_changing_a_bit(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(8), size=300)  # float64, rows × classes, like a tuned run's test probabilities
+    arrays = {"probs": probs, "thresholds": np.full(8, 0.5)}
+    written = store.RunStore(tmp_path, "t", "full").write("final", "s0_b64_lr0.001_abc", {"key": "k"},
+                                                          arrays=arrays, shift_arrays={"blur@1": probs[:10]})
+    npz = written.with_suffix(".npz")
+    assert store.deflated(npz)
+    back = store.RunStore(tmp_path, "t", "full").read(written)
+    assert back["arrays"]["probs"].dtype == np.float64 and np.array_equal(back["arrays"]["probs"], probs)
+
+    # a record written before deflation (the probe fits' writer still writes plain npz)
+    old = tmp_path / "runs" / "t" / "probe_fits" / "s0_b64_def.npz"
+    old.parent.mkdir(parents=True)
+    np.savez(old, probe=probs.astype(np.float32), labels=np.arange(300))
+    (old.with_suffix(".json")).write_text('{"key": "k2"}')
+    size = old.stat().st_size
+    files, before, after = store.compact(tmp_path)
+    assert (files, before) == (1, size) and after < 0.8 * size and store.deflated(old)
+    with np.load(old) as again:
+        assert again["probe"].dtype == np.float32 and np.array_equal(again["probe"], probs.astype(np.float32))
+        assert np.array_equal(again["labels"], np.arange(300))
+    assert old.with_suffix(".json").read_text() == '{"key": "k2"}'
+    assert store.compact(tmp_path) == (0, 0, 0)  # nothing left to deflate

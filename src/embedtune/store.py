@@ -1,6 +1,6 @@
 """The run store: every finished tuned run (search and final) as one small committed record.
 
-Layout: ``runs/<task>/<method>/<stage>/<seed>_<budget>_lr<lr>_<key12>.json`` beside a compressed ``.npz`` of
+Layout: ``runs/<task>/<method>/<stage>/<seed>_<budget>_lr<lr>_<key12>.json`` beside a deflated ``.npz`` of
 its predictions (test probabilities as float32, exactly what the stages score; each shift set's as float16,
 for inspection). ``<stage>`` is ``search`` or ``final``: each DVC stage owns (and declares, ``persist``) its
 own folder, and a lookup reads every folder of the method, so a final run equal to a search run is reused.
@@ -16,6 +16,10 @@ Protocol:
    read: retrain every run and overwrite its record; ``make repro-cold``), ``require`` (read only: a run
    missing from the store is an error, so a re-render provably trains nothing).
 4. ``checkpoints/`` keeps mid-run resume state only (round checkpoints), deleted when the run finishes.
+5. **Size.** Every npz under ``runs/`` is deflated (lossless; about half the bytes of a tuned run's
+   probabilities). `compact` deflates records written without it (the probe fits', written by
+   `probe_fits`); arrays, JSON and keys do not change (`make runs-compact`; DVC then sees the probe stage's
+   records change and replays it once, training nothing).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from .io import read_json, write_json, write_npz
+from .io import read_json, write_json, write_npz_compressed
 
 MODES = ("use", "cold", "require")
 STAGES = ("search", "final")
@@ -93,10 +97,44 @@ class RunStore:
         folder = self.stage_folder(stage)
         folder.mkdir(parents=True, exist_ok=True)
         packed = {**arrays, **{f"shift:{k}": np.asarray(v, dtype=np.float16) for k, v in shift_arrays.items()}}
-        write_npz(folder / f"{name}.npz", **packed)
+        write_npz_compressed(folder / f"{name}.npz", **packed)
         path = folder / f"{name}.json"
         write_json(path, record)
         return path
+
+
+def deflated(path: Path) -> bool:
+    """True when every member of the npz at `path` is deflated."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        return all(info.compress_type == zipfile.ZIP_DEFLATED for info in archive.infolist())
+
+
+def compact(root: Path) -> tuple[int, int, int]:
+    """Deflate every npz under ``<root>/runs`` that is not yet (step 5), atomically, after checking that the
+    deflated file reads back the same arrays (dtype and bits). Returns (files rewritten, their bytes before,
+    after); a second call rewrites nothing."""
+    rewritten, before, after = 0, 0, 0
+    for path in sorted((root / "runs").rglob("*.npz")):
+        if path.name.startswith(".") or deflated(path):  # a dot file: a staged copy a crash left behind
+            continue
+        with np.load(path) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        staged = path.with_name(f".{path.name}.deflate.npz")
+        write_npz_compressed(staged, **arrays)
+        with np.load(staged) as npz:
+            same = sorted(npz.files) == sorted(arrays) and all(
+                npz[k].dtype == arrays[k].dtype and np.array_equal(npz[k], arrays[k], equal_nan=True)
+                for k in arrays)
+        if not same:
+            staged.unlink()
+            raise RuntimeError(f"{path}: the deflated copy reads back different arrays; the record is unchanged")
+        before += path.stat().st_size
+        after += staged.stat().st_size
+        staged.replace(path)
+        rewritten += 1
+    return rewritten, before, after
 
 
 def folder_digest(folder: Path) -> str:

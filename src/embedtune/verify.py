@@ -2,6 +2,7 @@
 
     python -m embedtune.verify status                 # per task × method: planned runs, stored, to train
     python -m embedtune.verify runs --n 5 --seed 0    # retrain 5 stored runs (seeded pick), compare, report
+    python -m embedtune.verify compact                # deflate the store's npz files written without it
 
 Protocol of ``runs`` (`make verify-runs N=5`): among the records whose key is current (the same key the
 stages would look up today: same config, data, subset, weights and training code), draw `n` at random with
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     from .entry import guarded
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["status", "runs"])
+    parser.add_argument("command", choices=["status", "runs", "compact"])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--root", type=Path, default=Path("."))
     parser.add_argument("--n", type=int, default=5)
@@ -166,6 +167,13 @@ def main(argv: list[str] | None = None) -> int:
     status = {"ok": True}
 
     def call() -> None:
+        if args.command == "compact":
+            from .store import compact, store_bytes
+
+            files, before, after = compact(args.root)
+            print(f"deflated {files} npz files: {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB; the run store "
+                  f"holds {store_bytes(args.root) / 1e6:.1f} MB")
+            return
         params = load_params(args.params)
         if args.command == "status":
             missing: dict[tuple[str, str], str] = {}
