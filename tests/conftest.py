@@ -113,11 +113,15 @@ def project(tmp_path: Path, tiny_text_model_dir: Path, tiny_image_model_dir: Pat
     smoke["embed"].update({"text_backbone": str(tiny_text_model_dir), "image_backbone": str(tiny_image_model_dir),
                            "max_length": 16, "image_size": 16, "batch_size": 32})
     smoke["budgets"] = {"sizes": [16, 48], "seeds": [0, 1]}
-    smoke["data"]["max_val"] = 40
+    # the suite's own scale, set here in full: `make smoke`'s profile is tuned for its wall time and must not
+    # move what the tests assert on
+    smoke["data"] = {"max_train": 400, "max_eval": 200, "max_val": 40}
+    smoke["shift"] = {"max_rows": 60, "text_strengths": [0.1, 0.3], "severities": [1, 3, 5], "seed": 0}
     smoke["finetune"].update({"max_epochs": 2, "batch_size": 8, "min_steps": 4, "max_steps": 8, "evals_per_run": 2,
                               "lr_grid": {"full": [1.0e-3, 3.0e-3], "lp_ft": [5.0e-4, 1.0e-3],
                                           "lora": [1.0e-3, 3.0e-3], "partial": [1.0e-3, 3.0e-3]},
-                              "search_budgets": [16], "partial_blocks": {"text": 1, "image": 1}})
+                              "search_budgets": [16], "partial_blocks": {"text": 1, "image": 1},
+                              "lr_restarts": 2})
     # CI runs the suite with the training arithmetic forced each way (.ci/run): fp32 on any host, bf16 where
     # the CPU has it natively; unset, the profile's own setting (auto) decides
     forced = os.environ.get("EMBEDTUNE_TEST_PRECISION")
