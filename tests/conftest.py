@@ -117,11 +117,12 @@ def project(tmp_path: Path, tiny_text_model_dir: Path, tiny_image_model_dir: Pat
     # move what the tests assert on
     smoke["data"] = {"max_train": 400, "max_eval": 200, "max_val": 40}
     smoke["shift"] = {"max_rows": 60, "text_strengths": [0.1, 0.3], "severities": [1, 3, 5], "seed": 0}
+    smoke["probe"] = {"c_grid": [0.01, 0.1, 1.0, 10.0], "max_iter": 200, "grid_extensions": 2}
     smoke["finetune"].update({"max_epochs": 2, "batch_size": 8, "min_steps": 4, "max_steps": 8, "evals_per_run": 2,
                               "lr_grid": {"full": [1.0e-3, 3.0e-3], "lp_ft": [5.0e-4, 1.0e-3],
                                           "lora": [1.0e-3, 3.0e-3], "partial": [1.0e-3, 3.0e-3]},
                               "search_budgets": [16], "partial_blocks": {"text": 1, "image": 1},
-                              "lr_restarts": 2})
+                              "lr_restarts": 2, "max_rounds": 3})
     # CI runs the suite with the training arithmetic forced each way (.ci/run): fp32 on any host, bf16 where
     # the CPU has it natively; unset, the profile's own setting (auto) decides
     forced = os.environ.get("EMBEDTUNE_TEST_PRECISION")

@@ -154,3 +154,21 @@ def test_the_mark_and_the_interval_shown_agree_for_every_comparison_with_the_pro
         assert "simultaneous 95% CI" in c.verdict()
     others = [c for key, comps in family.items() if "probe" not in key for c in comps]
     assert others and all(c.family_size is None and c.p_holm is not None for c in others)
+
+
+@pytest.mark.filterwarnings("ignore:Mean of empty slice:RuntimeWarning")  # the one-by-one reference, on resample 0
+@pytest.mark.parametrize(("metric", "classes"), [("auroc", 2), ("auroc", 4), ("accuracy", 3), ("macro_f1", 3)])
+def test_the_batched_resample_metric_equals_the_metric_on_each_resample(metric: str, classes: int) -> None:
+    from embedtune.compare import resampled_metric
+    from embedtune.metrics import fast_metric
+
+    rng = np.random.default_rng(1)
+    n = 60
+    y = rng.integers(0, classes, n)
+    probs = rng.dirichlet(np.ones(classes), n).round(2)  # rounded: ties, which AUROC ranks as averages
+    index = rng.integers(0, n, (200, n))
+    index[0] = np.flatnonzero(y == 0)[0]  # a resample with one class only: AUROC undefined (nan), as one by one
+    batched = resampled_metric(metric, probs, y, index)
+    looped = np.array([fast_metric(metric, probs[rows], y[rows]) for rows in index])
+    assert batched.shape == (200,)
+    np.testing.assert_array_equal(batched, looped)

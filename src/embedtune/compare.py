@@ -23,6 +23,7 @@ shipped `evaluate` modules (the tests check they agree).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,36 @@ class PairedSpread:
         return float(np.hypot(t * self.se_seeds, z * self.sd_shared))
 
 
+def resampled_metric(metric: str, probs: np.ndarray, y: np.ndarray, index: np.ndarray,
+                     thresholds: np.ndarray | None = None) -> np.ndarray:
+    """`fast_metric` on every resample at once: `index` (B, n) holds each resample's rows; returns (B,).
+    Accuracy and AUROC (single-label) are computed for all rows of `index` together, with the same arithmetic
+    as `fast_metric` (ranks with ties averaged; sums of half-integers are exact), so the values are the same
+    (tested); other metrics loop over the resamples."""
+    probs, y = np.asarray(probs), np.asarray(y)
+    if y.ndim == 1 and metric == "accuracy":
+        return (probs.argmax(1)[index] == y[index]).mean(1)
+    if y.ndim == 1 and metric == "auroc":
+        from scipy.stats import rankdata
+
+        columns = [1] if probs.shape[1] == 2 else list(range(probs.shape[1]))
+        values = []
+        for c in columns:
+            positives = (y == c)[index]  # (B, n)
+            n_pos = positives.sum(1)
+            n_neg = index.shape[1] - n_pos
+            ranks = rankdata(probs[:, c][index], method="average", axis=1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                auc = ((ranks * positives).sum(1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+            values.append(np.where((n_pos == 0) | (n_neg == 0), np.nan, auc))
+        if len(values) == 1:
+            return values[0]
+        with warnings.catch_warnings():  # a resample with a class absent from every column: nan, as fast_metric
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanmean(np.stack(values), 0)
+    return np.array([fast_metric(metric, probs[rows], y[rows], thresholds) for rows in index])
+
+
 def paired_spread(y: np.ndarray, probs_a: list[np.ndarray], probs_b: list[np.ndarray], *, metric: str,
                   thresholds_a: list[np.ndarray | None] | None = None,
                   thresholds_b: list[np.ndarray | None] | None = None, n_boot: int = 1000,
@@ -115,11 +146,10 @@ def paired_spread(y: np.ndarray, probs_a: list[np.ndarray], probs_b: list[np.nda
     observed = float(np.nanmean(per_seed))
     rng = np.random.default_rng(seed)
     n = len(y)
-    boot = np.empty((n_boot, n_seeds))  # per-seed differences on shared example resamples
-    for r in range(n_boot):
-        idx = rng.integers(0, n, n)
-        boot[r] = [fast_metric(metric, probs_a[s][idx], y[idx], thresholds_a[s])
-                   - fast_metric(metric, probs_b[s][idx], y[idx], thresholds_b[s]) for s in range(n_seeds)]
+    index = rng.integers(0, n, (n_boot, n))  # row r: the r-th resample (the same stream as one draw per row)
+    # per-seed differences on shared example resamples: (n_boot, n_seeds)
+    boot = np.stack([resampled_metric(metric, probs_a[s], y, index, thresholds_a[s])
+                     - resampled_metric(metric, probs_b[s], y, index, thresholds_b[s]) for s in range(n_seeds)], 1)
     boot = boot[~np.isnan(boot).any(axis=1)]
     if n_seeds == 1:
         var_shared, se_seeds = float(np.var(boot[:, 0], ddof=1)), 0.0

@@ -28,7 +28,11 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is not None:  # what the public call sets, without its import of torch._inductor (~1.4 s a process),
+        setter(True, warn_only=True)  # whose own flag only affects torch.compile, which nothing here uses
+    else:
+        torch.use_deterministic_algorithms(True, warn_only=True)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
