@@ -6,7 +6,14 @@ so nothing of the committed run changes. Prints where the reports are and how lo
     python scripts/smoke.py --all    # every declared task (`make smoke-all`)
 
 The scratch copy is ``.scratch/smoke/`` (``.scratch/smoke-all/`` with ``--all``); a second call reuses what
-DVC finished there. `--fresh` deletes the scratch copy first. A run that
+DVC finished there. `--fresh` deletes the scratch copy first.
+
+Tasks share no stage below `summary`, so each task's branch (`dvc repro compare@<task> probe_page@<task>`)
+runs in its own `dvc --wait-for-lock repro`, side by side (DVC's documented way to run independent parts of
+a pipeline in parallel; its per-path locks keep them apart), each with its share of the cores for torch;
+a plain `dvc repro` then runs what joins them. A smoke stage is mostly one-core work (interpreter and
+kernel start, imports, small evaluations), so on 2 cores two branches take about the time of one.
+`--serial` runs one plain `dvc repro` instead (one stream of output, for reading a failure). A run that
 starts from no scratch copy (cold: every stage runs) is recorded in
 ``reports/smoke-time.json`` (minutes, each stage's seconds, cores, CPU, native bf16, commit) and the README's smoke line is
 regenerated from it; a warm re-run is not a timing and records nothing.
@@ -19,6 +26,7 @@ import os
 import shutil
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
@@ -48,10 +56,39 @@ def smoke_tasks(tasks: dict[str, dict], kinds: dict[str, str], *, every: bool) -
     return chosen
 
 
+def branch_targets(tasks: list[str]) -> dict[str, list[str]]:
+    """Per task, the `dvc repro` targets whose upstream is every stage of that task and of no other: its
+    compare page (prepare … finetune) and its probe page. What a branch does not reach, the plain `dvc repro`
+    after the branches runs, so a stage added to the pipeline later is never skipped, only not parallel."""
+    return {task: [f"compare@{task}", f"probe_page@{task}"] for task in tasks}
+
+
+def branch_env(base: dict[str, str], *, branches: int, cores: int) -> dict[str, str]:
+    """`base` with torch's intra-op threads (OpenMP) set to each branch's share of the cores, at least one:
+    more busy threads than cores spin against each other."""
+    return {**base, "OMP_NUM_THREADS": str(max(1, cores // max(1, branches)))}
+
+
+def run_branches(commands: dict[str, list[str]], *, cwd: Path, env: dict[str, str]
+                 ) -> tuple[int, list[dict[str, object]]]:
+    """Run the `commands` side by side (one thread waits on each), every output line prefixed with its branch
+    name. Returns the first non-zero exit code (0 when all succeed) and every branch's timed stages, each
+    labelled with its branch. A failing branch does not stop the others: DVC keeps what they finish."""
+    with ThreadPoolExecutor(max_workers=max(1, len(commands))) as pool:
+        futures = {name: pool.submit(timed_run, command, cwd=cwd, env=env, prefix=f"[{name}] ")
+                   for name, command in commands.items()}
+        done = {name: future.result() for name, future in futures.items()}
+    code = next((result[0] for result in done.values() if result[0] != 0), 0)
+    stages = [{**stage, "branch": name} for name, result in done.items() for stage in result[1]]
+    return code, stages
+
+
 def host_record(*, target: str, minutes: float, tasks: list[str], methods: list[str],
-                stages: list[dict[str, object]] | None = None) -> dict[str, object]:
-    """What ran and where: the target, its wall minutes, the tasks and methods, the machine, the commit, and
-    each stage's seconds (where the minutes went)."""
+                stages: list[dict[str, object]] | None = None, branches: list[str] | None = None,
+                threads_per_branch: int | None = None) -> dict[str, object]:
+    """What ran and where: the target, its wall minutes, the tasks and methods, the machine, the commit, how
+    the stages ran (the task branches run side by side and each one's torch threads; none: one serial
+    `dvc repro`), and each stage's seconds (where the minutes went; a stage of a branch shares the cores)."""
     import platform
     import subprocess
 
@@ -66,9 +103,11 @@ def host_record(*, target: str, minutes: float, tasks: list[str], methods: list[
     commit = git("rev-parse", "--short", "HEAD") + ("-dirty" if git("status", "--porcelain") else "")
     return {"target": target, "minutes": round(minutes, 2), "tasks": tasks, "methods": methods,
             "cores": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
-            "native_bf16": native_bf16("cpu"), "torch_threads": torch.get_num_threads(), "commit": commit,
-            "date": time.strftime("%Y-%m-%d", time.gmtime()),
-            "stages": [{"stage": s["stage"], "seconds": s["seconds"]} for s in stages or [] if "seconds" in s]}
+            "native_bf16": native_bf16("cpu"), "commit": commit, "date": time.strftime("%Y-%m-%d", time.gmtime()),
+            "branches": list(branches or []),
+            "torch_threads": threads_per_branch if branches else torch.get_num_threads(),
+            "stages": [{k: s[k] for k in ("stage", "branch", "seconds") if k in s}
+                       for s in stages or [] if "seconds" in s]}
 
 
 def readme_block(records: dict[str, dict[str, object]]) -> str:
@@ -80,10 +119,13 @@ def readme_block(records: dict[str, dict[str, object]]) -> str:
             continue
         bf16 = "with" if rec["native_bf16"] else "without"
         within = "within" if float(rec["minutes"]) <= TARGET_MINUTES else "over"
+        branches = rec.get("branches") or []
+        how = (f"{len(branches)} task branches side by side, {rec['torch_threads']} torch "
+               f"thread{'s' if rec['torch_threads'] != 1 else ''} each" if branches else "one serial `dvc repro`")
         lines.append(f"Last timed `make {target}` from an empty scratch copy: {float(rec['minutes']):.1f} min "
                      f"({within} the {TARGET_MINUTES:.0f}-minute aim) for {len(rec['tasks'])} tasks "
-                     f"({', '.join(rec['tasks'])}) × {len(rec['methods'])} tuned methods, on {rec['cores']} cores "
-                     f"{bf16} native bf16, commit {rec['commit']}, {rec['date']}.")
+                     f"({', '.join(rec['tasks'])}) × {len(rec['methods'])} tuned methods ({how}), on "
+                     f"{rec['cores']} cores {bf16} native bf16, commit {rec['commit']}, {rec['date']}.")
     lines.append(README_END)
     return "\n\n".join(lines) if len(lines) > 2 else "\n".join(lines)
 
@@ -92,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--all", action="store_true", help="every declared task (default: one per kind)")
     parser.add_argument("--fresh", action="store_true", help="delete the scratch copy first (a timed cold run)")
+    parser.add_argument("--serial", action="store_true",
+                        help="one plain `dvc repro` (one stream of output) instead of task branches side by side")
     args = parser.parse_args(argv)
     work = scratch.REPO / ".scratch" / ("smoke-all" if args.all else "smoke")
     if args.fresh and work.exists():
@@ -108,7 +152,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"smoke: tasks {', '.join(raw['tasks'])}; methods {', '.join(raw['methods'])}; in {work}")
     start = time.perf_counter()
     scratch.init_dvc(work)
-    code, stages, _, _ = timed_run([scratch.dvc_executable(), "repro"], cwd=work, env=scratch.dvc_env(work))
+    dvc, env = scratch.dvc_executable(), scratch.dvc_env(work)
+    branches = [] if args.serial or len(raw["tasks"]) < 2 else list(raw["tasks"])
+    cores = os.cpu_count() or 1
+    code, stages = 0, []
+    if branches:
+        commands = {task: [dvc, "--wait-for-lock", "repro", *targets]
+                    for task, targets in branch_targets(branches).items()}
+        code, stages = run_branches(commands, cwd=work, env=branch_env(env, branches=len(branches), cores=cores))
+    if code == 0:  # what joins the branches (summary), or the whole pipeline when serial
+        code, rest, _, _ = timed_run([dvc, "--wait-for-lock", "repro"], cwd=work, env=env)
+        stages += rest
     minutes = (time.perf_counter() - start) / 60
     if code == 0:
         print(f"smoke run done in {minutes:.1f} min: {Path(work, 'reports', 'index.html')}")
@@ -116,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
             target = "smoke-all" if args.all else "smoke"
             records = read_json(RECORD) if RECORD.exists() else {}
             records[target] = host_record(target=target, minutes=minutes, tasks=list(raw["tasks"]),
-                                          methods=list(raw["methods"]), stages=stages)
+                                          methods=list(raw["methods"]), stages=stages, branches=branches,
+                                          threads_per_branch=max(1, cores // max(1, len(branches))))
             write_json(RECORD, records)
             update_readme(scratch.REPO / "README.md", readme_block(records), begin=README_BEGIN, end=README_END)
     return code

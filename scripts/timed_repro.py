@@ -51,17 +51,18 @@ def _profile() -> str:
 
 
 def timed_run(command: list[str], on_stage_done: Callable[[list[dict[str, object]], float], None] | None = None,
-              *, cwd: Path = ROOT, env: dict[str, str] | None = None
+              *, cwd: Path = ROOT, env: dict[str, str] | None = None, prefix: str = ""
               ) -> tuple[int, list[dict[str, object]], float, float]:
-    """Run `command` in `cwd`, echo its output, and time every stage it announces. Returns (exit code, stages,
-    started, finished) with times as Unix seconds; `on_stage_done(stages, started)` sees each finished stage."""
+    """Run `command` in `cwd`, echo its output (each line after `prefix`, which tells apart runs that share a
+    terminal), and time every stage it announces. Returns (exit code, stages, started, finished) with times as
+    Unix seconds; `on_stage_done(stages, started)` sees each finished stage."""
     started = time.time()
     stages: list[dict[str, object]] = []
     proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             bufsize=1)
     assert proc.stdout is not None
     for line in proc.stdout:
-        sys.stdout.write(line)
+        sys.stdout.write(prefix + line)
         sys.stdout.flush()
         match = STAGE_LINE.search(line)
         if match:
