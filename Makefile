@@ -59,7 +59,7 @@ SEED ?= 0
 verify-runs: $(STAMP)  ## retrain N stored runs (seeded pick, SEED) and compare with their records: reports/verify-runs.md
 	$(BIN)/python -m embedtune.verify runs --n $(N) --seed $(SEED)
 
-smoke: $(STAMP)  ## `dvc repro` on the smoke profile, one task per data kind, in a scratch copy (.scratch/smoke/)
+smoke: $(STAMP)  ## `dvc repro` on the smoke profile, one task per data kind (their branches side by side), in a scratch copy (.scratch/smoke/)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python scripts/smoke.py
 
 smoke-all: $(STAMP)  ## like smoke, every declared task (.scratch/smoke-all/)
