@@ -63,10 +63,14 @@ def branch_targets(tasks: list[str]) -> dict[str, list[str]]:
     return {task: [f"compare@{task}", f"probe_page@{task}"] for task in tasks}
 
 
+def threads_per_branch(*, branches: int, cores: int) -> int:
+    """Each branch's share of the cores, at least one: more busy threads than cores spin against each other."""
+    return max(1, cores // max(1, branches))
+
+
 def branch_env(base: dict[str, str], *, branches: int, cores: int) -> dict[str, str]:
-    """`base` with torch's intra-op threads (OpenMP) set to each branch's share of the cores, at least one:
-    more busy threads than cores spin against each other."""
-    return {**base, "OMP_NUM_THREADS": str(max(1, cores // max(1, branches)))}
+    """`base` with torch's intra-op threads (OpenMP) set to each branch's share of the cores."""
+    return {**base, "OMP_NUM_THREADS": str(threads_per_branch(branches=branches, cores=cores))}
 
 
 def run_branches(commands: dict[str, list[str]], *, cwd: Path, env: dict[str, str]
@@ -171,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             records = read_json(RECORD) if RECORD.exists() else {}
             records[target] = host_record(target=target, minutes=minutes, tasks=list(raw["tasks"]),
                                           methods=list(raw["methods"]), stages=stages, branches=branches,
-                                          threads_per_branch=max(1, cores // max(1, len(branches))))
+                                          threads_per_branch=threads_per_branch(branches=len(branches), cores=cores))
             write_json(RECORD, records)
             update_readme(scratch.REPO / "README.md", readme_block(records), begin=README_BEGIN, end=README_END)
     return code
