@@ -53,10 +53,19 @@ def test_every_method_has_5_seeds_at_64_and_256_labels(task: str) -> None:
 
 
 @pytest.mark.parametrize("task", TASKS)
-def test_no_pick_is_more_than_2_points_below_the_best_mean(task: str) -> None:
+def test_a_pick_more_than_2_points_below_the_best_mean_is_reported_on_the_task_page(task: str) -> None:
+    """The pick is made on the selection rows (issue 31), so the test split may disagree with it: where the
+    pick's test mean is more than 2 points below the best test mean, the task's page must say so
+    (decision.selection_test_findings), with the pick named at that budget."""
     decision = pd.read_csv(ROOT / "results" / task / "decision.csv")
-    gap = (decision["best_mean"] - decision["pick_mean"]) * 100  # points of the main metric
-    assert len(decision) and (gap <= 2.0).all(), decision.loc[gap > 2.0, ["budget", "pick", "best"]].to_dict("records")
+    test_cols = [c for c in decision.columns if c.startswith("test ")]
+    test_best = decision[test_cols].max(axis=1) if test_cols else decision["best_mean"]
+    gap = (test_best - decision["pick_mean"]) * 100  # points of the main metric
+    assert len(decision)
+    page = visible_html(ROOT / "reports" / task / "03-compare.html")
+    unreported = [(int(r["budget"]), r["pick"]) for (_, r), g in zip(decision.iterrows(), gap) if g > 2.0
+                  and f"At {int(r['budget'])} labels the selection rows pick <code>{r['pick']}</code>" not in page]
+    assert not unreported, f"{task}: picks >2 points below the best test mean, not reported: {unreported}"
 
 
 @pytest.mark.parametrize("task", TASKS)

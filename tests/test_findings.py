@@ -253,3 +253,23 @@ def test_the_seeds_sentence_counts_each_budgets_seeds_and_a_shared_fit_once() ->
     sentence = seeds_sentence({"a": {"results": pd.DataFrame(rows)}, "b": {"results": pd.DataFrame(other)}})
     assert "tuned methods: 64 labels 8–10, 1,024 labels 5, all labels 3" in sentence
     assert "probe, layer probe and classic: 64 labels 10, all labels 1" in sentence
+
+
+def test_a_pick_that_the_test_split_disagrees_with_is_reported_with_each_methods_gap() -> None:
+    from embedtune.decision import selection_test_findings
+
+    guide = pd.DataFrame([
+        {"budget": 64, "pick": "classic", "margin_points": 1.0, "selection classic": 0.969, "test classic": 0.894,
+         "selection lp_ft": 0.971, "test lp_ft": 0.934},
+        {"budget": 256, "pick": "lora", "margin_points": 1.0, "selection classic": 0.981, "test classic": 0.906,
+         "selection lora": 0.985, "test lora": 0.956},
+    ])
+    found = selection_test_findings(guide)
+    assert len(found) == 1, found  # at 256 the pick is also the test-best: nothing to report
+    assert "At 64 labels the selection rows pick `classic`" in found[0]
+    assert "4.0 points below `lp_ft` (0.934)" in found[0]
+    assert "`classic` +7.5" in found[0] and "`lp_ft` +3.7" in found[0]
+    # within the margin on test: no sentence
+    guide.loc[0, "test classic"] = 0.930
+    assert selection_test_findings(guide) == []
+    assert selection_test_findings(None) == []

@@ -232,3 +232,31 @@ def guide_sentence(task: str, guide: pd.DataFrame, metric: str) -> str:
     return (f"**{task}** ({metric}; picked on the selection rows: the cheapest method tied with the best within "
             f"{margin:g} point{'s' if margin != 1 else ''} of expected loss, then reported on test): "
             + " ".join(budget_sentence(r, metric) for _, r in guide.iterrows()))
+
+
+def selection_test_findings(guide: pd.DataFrame | None) -> list[str]:
+    """Budgets where the pick, made on the selection rows, scores more than the margin below the best test
+    mean. The rule never reads test; this is the report that says when the selection rows and the test split
+    disagree, with each method's selection − test gap (points, mean over seeds) so a reader sees which method
+    the selection rows overrate. Reads decision.csv's ``selection <m>`` and ``test <m>`` columns."""
+    if guide is None or guide.empty or "margin_points" not in guide:
+        return []
+    out: list[str] = []
+    for _, row in guide.iterrows():
+        methods = [c[len("test "):] for c in guide.columns
+                   if c.startswith("test ") and pd.notna(row[c]) and pd.notna(row.get(f"selection {c[5:]}"))]
+        if row["pick"] not in methods:
+            continue
+        test_best = max(methods, key=lambda m: row[f"test {m}"])
+        shortfall = (row[f"test {test_best}"] - row[f"test {row['pick']}"]) * 100
+        if shortfall <= float(row["margin_points"]):
+            continue
+        gaps = ", ".join(f"`{m}` {(row[f'selection {m}'] - row[f'test {m}']) * 100:+.1f}"
+                         for m in sorted(methods, key=lambda m: row[f"test {m}"] - row[f"selection {m}"]))
+        pick = row["pick"]
+        out.append(f"At {int(row['budget'])} labels the selection rows pick `{pick}` (selection "
+                   f"{row[f'selection {pick}']:.3f}), but on test it scores {row[f'test {pick}']:.3f}, "
+                   f"{shortfall:.1f} points below `{test_best}` ({row[f'test {test_best}']:.3f}), more than the "
+                   f"{float(row['margin_points']):g}-point margin. Selection − test per method (points, mean over "
+                   f"seeds): {gaps}.")
+    return out

@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from .decision import guide_sentence
+from .decision import guide_sentence, selection_test_findings
 from .registry import TUNED_METHODS as TUNED
 from .tables import seeds_sentence, vs_probe
 
@@ -100,6 +100,7 @@ def task_findings(task: str, *, results: pd.DataFrame, comparisons: pd.DataFrame
     out.extend(search_findings(hparams, results))
     out.extend(schedule_findings(results))
     out.extend(power_findings(guide))
+    out.extend(selection_test_findings(guide))
     return out
 
 
