@@ -243,20 +243,21 @@ def selection_test_findings(guide: pd.DataFrame | None) -> list[str]:
         return []
     out: list[str] = []
     for _, row in guide.iterrows():
-        methods = [c[len("test "):] for c in guide.columns
-                   if c.startswith("test ") and pd.notna(row[c]) and pd.notna(row.get(f"selection {c[5:]}"))]
-        if row["pick"] not in methods:
+        methods = [c.removeprefix("test ") for c in guide.columns if c.startswith("test ")]
+        test = {m: row[f"test {m}"] for m in methods if pd.notna(row[f"test {m}"])
+                and pd.notna(row.get(f"selection {m}"))}
+        selection = {m: row[f"selection {m}"] for m in test}
+        pick = row["pick"]
+        if pick not in test:
             continue
-        test_best = max(methods, key=lambda m: row[f"test {m}"])
-        shortfall = (row[f"test {test_best}"] - row[f"test {row['pick']}"]) * 100
+        test_best = max(test, key=test.get)
+        shortfall = (test[test_best] - test[pick]) * 100
         if shortfall <= float(row["margin_points"]):
             continue
-        gaps = ", ".join(f"`{m}` {(row[f'selection {m}'] - row[f'test {m}']) * 100:+.1f}"
-                         for m in sorted(methods, key=lambda m: row[f"test {m}"] - row[f"selection {m}"]))
-        pick = row["pick"]
-        out.append(f"At {int(row['budget'])} labels the selection rows pick `{pick}` (selection "
-                   f"{row[f'selection {pick}']:.3f}), but on test it scores {row[f'test {pick}']:.3f}, "
-                   f"{shortfall:.1f} points below `{test_best}` ({row[f'test {test_best}']:.3f}), more than the "
-                   f"{float(row['margin_points']):g}-point margin. Selection − test per method (points, mean over "
-                   f"seeds): {gaps}.")
+        gaps = ", ".join(f"`{m}` {(selection[m] - test[m]) * 100:+.1f}"
+                         for m in sorted(test, key=lambda m: test[m] - selection[m]))
+        out.append(f"At {int(row['budget'])} labels the selection rows pick `{pick}` (selection {selection[pick]:.3f}), "
+                   f"but on test it scores {test[pick]:.3f}, {shortfall:.1f} points below `{test_best}` "
+                   f"({test[test_best]:.3f}), more than the {float(row['margin_points']):g}-point margin. "
+                   f"Selection − test per method (points, mean over seeds): {gaps}.")
     return out
