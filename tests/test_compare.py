@@ -172,3 +172,24 @@ def test_the_batched_resample_metric_equals_the_metric_on_each_resample(metric: 
     looped = np.array([fast_metric(metric, probs[rows], y[rows]) for rows in index])
     assert batched.shape == (200,)
     np.testing.assert_array_equal(batched, looped)
+
+
+@pytest.mark.parametrize(("metric", "labels"), [("macro_f1", 0), ("macro_f1", 5), ("micro_f1", 5)])
+def test_f1_from_resampled_counts_equals_f1_on_each_resample(metric: str, labels: int) -> None:
+    """Single-label (labels=0, 12 classes, some never predicted) and multi-label with thresholds and the
+    "none" label: the count-based F1 of every resample is fast_metric's on that resample."""
+    from embedtune.compare import resampled_metric
+    from embedtune.metrics import fast_metric
+
+    rng = np.random.default_rng(2)
+    n = 300
+    if labels:
+        y = (rng.random((n, labels)) < 0.2).astype(np.int64)
+        probs, thresholds = rng.random((n, labels)), rng.uniform(0.3, 0.8, labels)
+    else:
+        y, thresholds = rng.integers(0, 12, n), None
+        probs = rng.dirichlet(np.ones(12) * 0.3, n)
+    index = rng.integers(0, n, (150, n))
+    batched = resampled_metric(metric, probs, y, index, thresholds)
+    looped = np.array([fast_metric(metric, probs[rows], y[rows], thresholds) for rows in index])
+    np.testing.assert_allclose(batched, looped, rtol=0, atol=1e-12)

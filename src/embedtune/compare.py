@@ -108,7 +108,8 @@ def resampled_metric(metric: str, probs: np.ndarray, y: np.ndarray, index: np.nd
     """`fast_metric` on every resample at once: `index` (B, n) holds each resample's rows; returns (B,).
     Accuracy and AUROC (single-label) are computed for all rows of `index` together, with the same arithmetic
     as `fast_metric` (ranks with ties averaged; sums of half-integers are exact), so the values are the same
-    (tested); other metrics loop over the resamples."""
+    (tested); F1 (macro, micro, multi-label) from resampled counts (`_resampled_f1`); other metrics loop over
+    the resamples."""
     probs, y = np.asarray(probs), np.asarray(y)
     if y.ndim == 1 and metric == "accuracy":
         return (probs.argmax(1)[index] == y[index]).mean(1)
@@ -130,7 +131,40 @@ def resampled_metric(metric: str, probs: np.ndarray, y: np.ndarray, index: np.nd
         with warnings.catch_warnings():  # a resample with a class absent from every column: nan, as fast_metric
             warnings.simplefilter("ignore", RuntimeWarning)
             return np.nanmean(np.stack(values), 0)
+    if (metric == "macro_f1" and y.ndim == 1) or (metric in ("macro_f1", "micro_f1") and y.ndim == 2
+                                                    and thresholds is not None):
+        return _resampled_f1(metric, probs, y, index, thresholds)
     return np.array([fast_metric(metric, probs[rows], y[rows], thresholds) for rows in index])
+
+
+def _resampled_f1(metric: str, probs: np.ndarray, y: np.ndarray, index: np.ndarray,
+                  thresholds: np.ndarray | None) -> np.ndarray:
+    """F1 of every resample from per-row indicators, as `fast_metric` counts them: a resample's true
+    positives are ``C @ tp_rows`` with C (B, n) the number of times each row is drawn (integer sums, exact
+    in float64). Multi-label adds LexGLUE's "none" label; single-label macro-F1 averages over the classes
+    present in the resample's predictions or labels."""
+    if y.ndim == 2:
+        pred = (probs >= thresholds[None, :]).astype(np.int64)
+        pred = np.concatenate([pred, (pred.sum(1) == 0)[:, None]], 1)
+        ref = np.concatenate([y, (y.sum(1) == 0)[:, None]], 1).astype(np.int64)
+    else:
+        eye = np.eye(max(probs.shape[1], int(y.max()) + 1), dtype=np.int64)
+        pred, ref = eye[probs.argmax(1)], eye[y]
+    per_row = [(pred & ref).astype(np.float64), (pred & (1 - ref)).astype(np.float64),
+               ((1 - pred) & ref).astype(np.float64)]  # each (n, L): tp, fp, fn
+    n, out = index.shape[1], []
+    for chunk in np.array_split(index, index.size // 4_000_000 + 1):  # C in blocks of ≤ 32 MB
+        flat = (np.arange(len(chunk))[:, None] * n + chunk).ravel()
+        counts = np.bincount(flat, minlength=len(chunk) * n).reshape(len(chunk), n).astype(np.float64)
+        tp, fp, fn = (counts @ r for r in per_row)  # (b, L)
+        if metric == "micro_f1":
+            denom = 2 * tp.sum(1) + fp.sum(1) + fn.sum(1)
+            out.append(np.where(denom > 0, 2 * tp.sum(1) / np.maximum(denom, 1), 0.0))
+            continue
+        denom = 2 * tp + fp + fn  # single-label: predicted + labelled count of the class
+        f1 = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
+        out.append(f1.mean(1) if y.ndim == 2 else f1.sum(1) / (denom > 0).sum(1))
+    return np.concatenate(out)
 
 
 def paired_spread(y: np.ndarray, probs_a: list[np.ndarray], probs_b: list[np.ndarray], *, metric: str,

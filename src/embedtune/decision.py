@@ -21,11 +21,13 @@ pick is within the margin of the truly best.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from .compare import resampled_metric
 from .metrics import fast_metric
 from .registry import METHOD_ORDER
 from .tables import distinct_fits
@@ -97,13 +99,13 @@ def resample_means(runs: dict[str, list[tuple[np.ndarray, np.ndarray | None]]], 
     observed = {m: float(np.mean(v)) for m, v in per_seed.items()}
     seed_se = {m: float(np.std(v, ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0 for m, v in per_seed.items()}
     t_draws = {m: stats.t.rvs(df=max(len(v) - 1, 1), size=n_boot, random_state=rng) for m, v in per_seed.items()}
-    draws = {m: np.empty(n_boot) for m in runs}
-    n = len(y_val)
-    for b in range(n_boot):
-        rows = rng.integers(0, n, n)
+    index = rng.integers(0, len(y_val), (n_boot, len(y_val)))  # row b: draw b's rows (the stream of one draw per b)
+    draws = {}
+    with warnings.catch_warnings():  # a draw where every seed's score is undefined stays nan
+        warnings.simplefilter("ignore", RuntimeWarning)
         for m, r in runs.items():
-            scores = [fast_metric(metric, np.asarray(p)[rows], y_val[rows], t) for p, t in r]
-            draws[m][b] = np.nanmean(scores) + seed_se[m] * t_draws[m][b]
+            scores = np.stack([resampled_metric(metric, np.asarray(p), y_val, index, t) for p, t in r])  # (S, B)
+            draws[m] = np.nanmean(scores, 0) + seed_se[m] * t_draws[m]
     return observed, draws
 
 
