@@ -273,3 +273,18 @@ def test_a_pick_that_the_test_split_disagrees_with_is_reported_with_each_methods
     guide.loc[0, "test classic"] = 0.930
     assert selection_test_findings(guide) == []
     assert selection_test_findings(None) == []
+
+
+def test_the_all_labels_sentence_states_the_seeds_each_method_ran_and_no_crossing_is_said_once() -> None:
+    headline = {**_headline(), "crossing_budget": {"full": None, "lora": None, "partial": 256},
+                "all_labels": {"budget": 10199, "methods": {"probe": {"mean": 0.80, "seeds": 1},
+                                                            "full": {"mean": 0.83, "seeds": 3},
+                                                            "lora": {"mean": 0.82, "seeds": 3}}}}
+    out = findings.task_findings("sentiment", results=_results(0.73), comparisons=_comparisons(3.3, 1.0, 5.6),
+                                 headline=headline, shift_compare=pd.DataFrame(), hparams=pd.DataFrame())
+    (all_labels,) = [s for s in out if s.startswith("With all 10199 training labels")]
+    assert "(best `full`; 1 fit: `probe`; 3 seeds: `full`, `lora`)" in all_labels
+    assert "one seed" not in " ".join(out)
+    assert sum("crossing budget" in s for s in out) == 1
+    assert any(s.startswith("No crossing budget for `full`, `lora`:") for s in out)
+    assert any("`partial` beats the probe significantly from 256 labels on" in s for s in out)
