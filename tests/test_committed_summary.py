@@ -78,11 +78,6 @@ def test_tuned_runs_carry_flops_and_full_data_runs_converged(task: str) -> None:
         assert capped.empty, f"{task}/{method}: full-data runs cut by the cap under 2 epochs"
 
 
-@pytest.mark.xfail(strict=True, reason="the committed run stops on the validation loss while it keeps the best "
-                   "selection metric's weights: 65 of 168 tuned runs stopped with that metric at its best on the "
-                   "last evaluation. Issue 21 is blocked on this criterion: in reports/schedule-pilot-3.md the round "
-                   "cap ends still-gaining runs at 1,024 labels under every stop rule, and the cap that lets them "
-                   "stop on patience takes about twice the steps, which the cpu profile's time bound cannot hold")
 def test_at_most_a_tenth_of_the_tuned_runs_ended_still_improving() -> None:
     still = pd.concat([_results(task, method)["still_improving"] for task in TASKS for method in TUNED])
     assert still.astype(bool).mean() <= 0.10, f"{int(still.sum())} of {len(still)} tuned runs still improving"
