@@ -106,6 +106,22 @@ def test_graded_shift_drops_are_paired_with_the_same_clean_rows() -> None:
     assert drops["imdb"] == pytest.approx(20.0)  # a new source: vs the whole clean test split
 
 
+def test_a_fit_shared_by_seeds_is_one_run_in_the_shift_comparison() -> None:
+    """The frozen methods at all labels fit once (``fit_seed`` 0) and copy that fit to every seed: their drop
+    differences rest on one run (the sets' spread), not on ten identical 'seeds' with a zero-width interval."""
+    from embedtune.robustness import drop_differences, shift_drops
+
+    results = pd.DataFrame([{"method": m, "seed": s, "budget": 999, "accuracy": 0.80, "fit_seed": 0}
+                            for m in ("probe", "classic") for s in range(10)])
+    shift = pd.DataFrame([{"method": m, "seed": s, "budget": 999, "set": f"typos@{v}", "shift": "text_perturb",
+                           "severity": v, "rows": 120, "accuracy": acc - k * v, "clean_rows_accuracy": 0.80}
+                          for m, acc, k in (("probe", 0.78, 1.0), ("classic", 0.75, 1.5)) for s in range(10) for v in (0.1, 0.2)])
+    drops = shift_drops(results, shift, "accuracy")
+    assert set(drops["seed"]) == {0}
+    (row,) = drop_differences(drops).to_dict("records")
+    assert row["n"] == 2 and row["basis"] == "sets (one seed)" and row["ci_low"] < row["ci_high"]
+
+
 def test_p_value_agrees_with_the_interval() -> None:
     """p < 0.05 exactly when the 95% interval excludes 0 (3 seeds: the seed term uses t with 2 df)."""
     rng = np.random.default_rng(5)

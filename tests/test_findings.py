@@ -94,7 +94,7 @@ def test_a_truly_equal_cheap_method_is_picked_once_the_evidence_is_enough() -> N
     enough = decision_guide(many, preds_many, metric="accuracy", embed_seconds_per_row=None, margin=1.0, n_boot=200)
     assert thin.iloc[0]["pick"] == thin.iloc[0]["best"]  # 2 seeds on 300 rows cannot show it within 1 point
     row = enough.iloc[0]
-    assert row["pick"] == "probe" and row["runner_up"] == "full"
+    assert row["pick"] == "probe" and row["runner_up"] != row["best"] and row["runner_up"] in ("probe", "full")
     assert row["expected_loss_points"] < 1.0 and row["detectable_points"] < thin.iloc[0]["detectable_points"]
     sentence = guide_sentence("sentiment", enough, "accuracy")
     assert "At 256 labels `probe` and `full` cannot be told apart on the selection rows; pick `probe`" in sentence
@@ -108,7 +108,7 @@ def test_summary_table_has_no_nan_where_a_number_exists() -> None:
     assert list(table["method"]) == ["probe", "full"]
     assert not table.isna().any().any()
     full = table[table["method"] == "full"].iloc[0]
-    assert full["gain_vs_probe_points"] == "+3.3 [1.0, 5.6]" and full["train_time_x_probe"] == 300.0
+    assert full["gain_vs_probe_points"] == "+3.3 [+1.0, +5.6]*" and full["train_time_x_probe"] == 300.0
     # what a reader sees: no cell with more than 4 significant digits
     shown = tables.readable(table)
     for value in shown.to_numpy().ravel():

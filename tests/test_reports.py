@@ -165,7 +165,7 @@ def test_large_and_tiny_numbers_read_in_one_notation() -> None:
 
 
 def test_the_answer_table_reads_the_pick_its_gain_and_its_cost_against_the_probe() -> None:
-    from embedtune.tables import answer_table
+    from embedtune.tables import answer_note, answer_table
 
     results = pd.DataFrame([{"method": m, "budget": 256, "seed": s, "accuracy": a, "train_seconds": t,
                              "infer_ms_per_1000": i, "train_flops": f, "infer_flops_per_row": g}
@@ -174,11 +174,17 @@ def test_the_answer_table_reads_the_pick_its_gain_and_its_cost_against_the_probe
     comparisons = pd.DataFrame([{"method_a": "full", "method_b": "probe", "budget": 256, "diff_points": 5.0,
                                  "ci_low": 3.0, "ci_high": 7.0, "ci_low_adj": 2.0, "ci_high_adj": 8.0,
                                  "significant": True}])
-    guide = pd.DataFrame([{"budget": 256, "pick": "full", "tied": "lora, full", "pick_mean": 0.75, "pick_seeds": 3}])
-    table = answer_table({"sentiment": {"guide": guide, "results": results, "comparisons": comparisons,
-                                        "headline": {"metric": "accuracy"}}})
+    # build seconds from the guide (embedding pass and search share included): 40 s against the probe's 4 s
+    guide = pd.DataFrame([{"budget": 256, "pick": "full", "tied": "lora, full", "pick_mean": 0.75, "pick_seeds": 3,
+                           "margin_points": 1.0, "build_s probe": 4.0, "build_s full": 40.0, "test probe": 0.70,
+                           "test full": 0.75, "test lora": 0.755}])
+    task = {"guide": guide, "results": results, "comparisons": comparisons, "headline": {"metric": "accuracy"}}
+    table = answer_table({"sentiment": task})
     row = table.iloc[0]
-    assert row["pick"] == "full" and row["tied with the best"] == "lora, full"
+    assert row["pick"] == "full" and row["tied with the best"] == "lora, full"  # 0.5 points below lora: no flag
     assert row["gain over probe (points)"] == "+5.0 [+2.0, +8.0]*"  # the simultaneous interval, as the pages show
     assert row["build × probe (s)"] == "10×" and row["serve × probe (s)"] == "1.0×"
     assert row["build × probe (FLOPs)"] == "3000×" and row["test score"] == "0.750 (accuracy, 3 seeds)"
+    assert answer_note(table) == ""
+    flagged = answer_table({"sentiment": {**task, "guide": guide.assign(**{"test lora": 0.80})}})
+    assert flagged.iloc[0]["pick"] == "full †" and answer_note(flagged).startswith("† On test this pick scores")

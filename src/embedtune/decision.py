@@ -161,7 +161,7 @@ def decision_guide(results: pd.DataFrame, preds: dict[str, dict[str, np.ndarray]
                      margin_points=margin, alpha=alpha)
         pick, best = got["pick"], got["best"]
         ranked = sorted(stats.index, key=lambda m: -got["p_best"][m])
-        runner_up = next((m for m in ranked if m != pick), "")
+        runner_up = next((m for m in ranked if m != best), "")  # the most likely best after the best
         probe_gain = (100 * float(stats.loc[pick, "test"] - stats.loc["probe", "test"])
                       if "probe" in stats.index and pick != "probe" else np.nan)
         rows.append({
@@ -213,7 +213,8 @@ def budget_sentence(r: Any, metric: str) -> str:
         why = (f"no tied method is within {r['margin_points']:g} point of expected loss; the smallest, "
                f"{r['expected_loss_points']:.1f} points: the seeds and rows cannot separate them")
     elif r["pick"] != r["best"]:
-        why = f"the cheapest of them, {r['expected_loss_points']:.1f} points of expected loss against the best"
+        why = (f"the cheapest to build of the tied methods within {r['margin_points']:g} point of expected loss "
+               f"against the best: {r['expected_loss_points']:.1f}")
     elif len(tied) > 1:
         why = "the best; no cheaper tied method is within the margin"
     else:

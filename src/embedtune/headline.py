@@ -29,6 +29,23 @@ def gain_rows(comparisons: pd.DataFrame, budgets: list[int]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["method", "budget", "gain", "low", "high"])
 
 
+def _clip_wide_intervals(ax: Any, gains: Any, x: list[float]) -> None:
+    """Keep the panel on the estimates: the y range spans them and 0 plus the median interval half-width (at
+    least 5 points); an interval that runs past an edge is cut there and ends in an arrowhead (▲/▼)."""
+    import numpy as np
+
+    if gains.empty:
+        return
+    pad = max(5.0, float(np.median(gains["high"] - gains["low"])) / 2)
+    low, high = min(float(gains["gain"].min()), 0.0) - pad, max(float(gains["gain"].max()), 0.0) + pad
+    ax.set_ylim(low, high)
+    for xi, lo, hi in zip(x, gains["low"], gains["high"]):
+        if hi > high:
+            ax.plot([xi], [high], marker="^", color="black", ms=4, clip_on=False)
+        if lo < low:
+            ax.plot([xi], [low], marker="v", color="black", ms=4, clip_on=False)
+
+
 def answer_figure(per_task: dict[str, dict[str, Any]]) -> Any:
     """One panel per task: x = label budget, y = gain over the probe (points of the task's main metric, test
     split, mean over seeds, interval bars); 0 is the probe; a black ring marks the pick at each budget."""
@@ -62,6 +79,7 @@ def answer_figure(per_task: dict[str, dict[str, Any]]) -> Any:
                 x, y = i + position[pick], float(hit["gain"].iloc[0])
             handles["pick"] = ax.scatter([x], [y], s=190, facecolors="none", edgecolors="black", linewidths=1.4,
                                          zorder=5, label="pick")
+        _clip_wide_intervals(ax, gains, [budgets.index(b) + position[m] for m, b in zip(gains["method"], gains["budget"])])
         ax.set_xticks(range(len(budgets)), [count_text(b) for b in budgets])
         ax.set_title(f"{task} ({t['headline']['metric']})")
         ax.set_xlabel("labelled examples")

@@ -39,20 +39,20 @@ README_END = "<!-- results:end -->"
 
 # What each figure shows, as alt text and caption (`figure_alt`): a reader without the image gets its content
 FIGURE_ALT = {
-    "learning_curve": "{subject}: test {metric} (y) against labelled examples (x, log scale), one line per method, "
-                      "mean over seeds with a band of ± one standard deviation",
+    "learning_curve": "{subject}: test {metric} (y) against labelled examples (x, log scale), one line per method "
+                      "shown, mean over seeds with a band of ± one standard deviation",
     "confusion": "{subject}: confusion of the probe's test predictions, true label (rows) against predicted "
-                 "(columns), at the smallest and the largest label budget",
-    "layer_mass": "{subject}: share of the layer probe's weight on each backbone layer (bottom = input side, "
-                  "top = last layer), per label budget",
-    "training_curves": "{subject}: training and validation loss (left) and the validation {metric} (right) at each "
-                       "evaluation round, one line per run (seed and budget)",
-    "cost_quality": "{subject}: test {metric} (y) against build and serve cost (x, log scale), one marker shape and "
-                    "colour per method, marker size growing with the label budget",
-    "shift": "{subject}: {metric} under graded input shifts by severity (left) and on new sources (right), "
-             "per method, mean over seeds with ± one standard deviation",
+                 "(columns), at the largest label budget",
+    "layer_mass": "{subject}: share of the layer probe's weight on each backbone layer (left = input side, "
+                  "right = last layer), per label budget",
+    "training_curves": "{subject}: training and validation loss (left) and {metric} (right) at each evaluation "
+                       "round (an evaluation interval, not an epoch), one line per label budget",
+    "cost_quality": "{subject}: test {metric} (y) against training time, trainable parameters and peak memory (x), one "
+                    "marker shape and colour per method, marker size growing with the label budget",
+    "shift": "{subject}: {metric} under graded input shifts by severity (left) and, where the task has them, on "
+             "new sources (right), per method, mean over seeds",
     "answer": "per task and label budget, the picked method's gain in the main metric over the frozen probe "
-              "(points, with its interval) and its cost relative to the probe",
+              "(points, with its interval)",
     "summary_curves": "one panel per task: test main metric against labelled examples (log scale), one line per "
                       "method, mean ± standard deviation over seeds",
 }
@@ -296,7 +296,9 @@ def index_html(*, reports_dir: Path, per_task: dict[str, dict[str, Any]], info: 
     figures, links to its rendered notebooks), then every report of the declared `tasks` (default: those in
     `per_task`). Relative links only."""
     from .decision import guide_sentence
-    from .tables import answer_table, paired_table, readable
+    from .tables import answer_note, answer_table, paired_table, readable
+
+    answer = answer_table(per_task) if per_task else pd.DataFrame()
 
     reports_dir = Path(reports_dir)
     # the summary stage renders summary.html after writing this page: it is always listed
@@ -321,9 +323,9 @@ def index_html(*, reports_dir: Path, per_task: dict[str, dict[str, Any]], info: 
 
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>Embed or Tune — results</title>",
              "<style>body{font-family:sans-serif;max-width:1150px;margin:2em auto;padding:0 1em}"
-             # a wide table wraps its cells inside the column rather than widening the page
-             "table{border-collapse:collapse;font-size:0.9em;max-width:100%}"
-             "td,th{border:1px solid #ccc;padding:3px 7px;overflow-wrap:anywhere}"
+             # a wide table wraps its cells between words (never inside a number or a name)
+             "table{border-collapse:collapse;font-size:0.85em;max-width:100%}"
+             "td,th{border:1px solid #ccc;padding:3px 6px;overflow-wrap:break-word}"
              # figures at their own size (at most the column): a figure is drawn for ≥ 9 pt ticks at that size
              "img{max-width:100%;height:auto;border:1px solid #eee}figure{margin:0.8em 0}"
              "figcaption{font-size:0.85em}</style></head><body>",
@@ -335,7 +337,8 @@ def index_html(*, reports_dir: Path, per_task: dict[str, dict[str, Any]], info: 
              f"excludes 0) and its cost relative to the probe. Backbones: {html.escape(info.get('backbones', '—'))}; "
              f"hardware: {html.escape(info.get('machine', '—'))}; profile: {html.escape(info.get('profile', '—'))}."
              "</p>", figure("summary-answer.png", ANSWER_CAPTION),
-             frame_html(answer_table(per_task)) if per_task else "<p>No results yet.</p>",
+             frame_html(answer) if per_task else "<p>No results yet.</p>",
+             f"<p>{html.escape(answer_note(answer))}</p>" if answer_note(answer) else "",
              "<h2>The answer per domain</h2><ul>"]
     for task, t in per_task.items():
         sentence = guide_sentence(task, t["guide"], t["headline"]["metric"])
@@ -346,7 +349,8 @@ def index_html(*, reports_dir: Path, per_task: dict[str, dict[str, Any]], info: 
               "resampled seeds and selection rows, Bonferroni over the other methods), then the cheapest of them "
               "whose expected loss against the best is within the margin. The test scores shown are the report of "
               "that choice, never its input. Costs are measured on this machine.</p>",
-              "<h2>Headline (test split, mean ± sd over seeds, largest label budget every method ran)</h2>",
+              "<h2>Headline (test split, mean ± sd over seeds, the largest label budget every method ran with every "
+              "seed)</h2>",
               frame_html(table)]
     parts.append("<p><a href='summary.html'>Summary report</a> (full table with costs, calibration and "
                  "robustness).</p>")
@@ -372,9 +376,9 @@ def index_html(*, reports_dir: Path, per_task: dict[str, dict[str, Any]], info: 
     return path
 
 
-ANSWER_CAPTION = ("Gain of each method over the frozen probe (points of the task's main metric, test split, mean "
-                  "over seeds; bars: simultaneous 95% intervals over the comparisons with the probe); a black ring "
-                  "marks the pick, decided on the selection rows.")
+ANSWER_CAPTION = ("Gain of each method over the frozen probe (points of the task's main metric, test split, mean over "
+                  "seeds; bars: simultaneous 95% intervals over the comparisons with the probe, cut at the panel's "
+                  "edge with an arrowhead where wider); a black ring marks the pick, decided on the selection rows.")
 
 
 def readme_section(*, headlines: dict[str, dict[str, Any]], info: dict[str, str], key_figure: str | None,
@@ -387,15 +391,17 @@ def readme_section(*, headlines: dict[str, dict[str, Any]], info: dict[str, str]
                   "its cost relative to the probe.", ""]
         if answer_figure:
             lines += [f"![{ANSWER_CAPTION}]({answer_figure})", "", ANSWER_CAPTION, ""]
-        lines += [markdown_table(answer), ""]
+        from .tables import answer_note
+        lines += [markdown_table(answer), ""] + ([answer_note(answer), ""] if answer_note(answer) else [])
     lines += [
              f"Profile **{info['profile']}**, commit `{info['commit']}` (source tree {info.get('source tree', 'unknown')}), "
              f"{info['date']}, {info['machine']}. "
-             "Test split; mean ± standard deviation over seeds at the largest label budget all methods share. "
+             "Test split; mean ± standard deviation over seeds at the largest label budget every method ran with "
+             "every seed. "
              "Generated from `metrics/*/headline.json`.", "",
              markdown_table(headline_frame(headlines)), ""]
     if key_figure:
-        lines += [f"![learning curves]({key_figure})", ""]
+        lines += [f"![Test score of every method against the number of labels, one panel per task]({key_figure})", ""]
     lines += ["Full reports: [`reports/index.html`](reports/index.html) (open it from the file system).", "",
               README_END]
     return "\n".join(lines)

@@ -11,6 +11,7 @@ import pandas as pd
 from .compare import load_predictions
 from .metrics import fast_metric
 from .registry import MAIN_METRICS
+from .tables import distinct_fits
 
 
 def load_shift(results_dir: Path) -> pd.DataFrame:
@@ -90,10 +91,12 @@ def _with_clean_rows(shift: pd.DataFrame, results_dir: Path) -> pd.DataFrame:
 
 def shift_drops(results: pd.DataFrame, shift: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Per run and shift set: clean metric, shifted metric and the drop (clean − shifted, points). Graded
-    sets compare with the same clean rows (`load_shift`); new sources with the whole clean test split."""
+    sets compare with the same clean rows (`load_shift`); new sources with the whole clean test split. Seeds that
+    share one deterministic fit count once (`tables.distinct_fits`)."""
     if shift.empty:
         return pd.DataFrame()
-    clean = results[["method", "seed", "budget", metric]].rename(columns={metric: "clean"})
+    # a deterministic fit shared by seeds (frozen methods at all labels) is one run, not ten paired seeds
+    clean = distinct_fits(results)[["method", "seed", "budget", metric]].rename(columns={metric: "clean"})
     clean["method"] = clean["method"].astype(str)
     merged = shift.merge(clean, on=["method", "seed", "budget"], how="inner")
     paired = f"clean_rows_{metric}"

@@ -62,6 +62,8 @@ def cell_text(value: Any, column: str, *, missing: str = "—") -> Any:
         return value
     if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) >= 100):
         return count_text(float(value))  # a count or budget: exact (5477 stays 5,477, never "5500")
+    if isinstance(value, float) and column.replace(")", "").endswith("points"):
+        return f"{value:.1f}".replace("-0.0", "0.0")  # points of a metric: one decimal, as every sentence
     if isinstance(value, float):
         return significant(value, 3 if _is_metric(column) else 2)
     return value
@@ -93,6 +95,14 @@ def vs_probe(comparisons: pd.DataFrame, method: str, budget: int) -> pd.Series |
     return row
 
 
+def gain_text(row: pd.Series) -> str:
+    """A comparison with the probe as every page shows it: the difference (points) with its simultaneous
+    interval where the family has one (else the per-comparison one), ``*`` when that interval excludes 0."""
+    adj = "ci_low_adj" in row and pd.notna(row["ci_low_adj"])
+    lo, hi = (row["ci_low_adj"], row["ci_high_adj"]) if adj else (row["ci_low"], row["ci_high"])
+    return f"{row['diff_points']:+.1f} [{lo:+.1f}, {hi:+.1f}]" + ("*" if bool(row["significant"]) else "")
+
+
 def summary_table(per_task: dict[str, dict[str, Any]]) -> pd.DataFrame:
     """One row per task × method with fixed column names; a missing cell says why."""
     rows = []
@@ -114,8 +124,7 @@ def summary_table(per_task: dict[str, dict[str, Any]]) -> pd.DataFrame:
                 row["gain_vs_probe_points"] = "reference"
             else:
                 c = vs_probe(comparisons, method, budget)
-                row["gain_vs_probe_points"] = (f"{c['diff_points']:+.1f} [{c['ci_low']:.1f}, {c['ci_high']:.1f}]"
-                                               if c is not None else "no paired comparison")
+                row["gain_vs_probe_points"] = (gain_text(c) if c is not None else "no paired comparison")
             cross = headline.get("crossing_budget", {})
             row["crossing_budget"] = (("none" if cross.get(method) is None else cross[method])
                                       if method in cross else "—  (not a tuned method)")
@@ -274,11 +283,22 @@ def guide_table(guide: pd.DataFrame) -> pd.DataFrame:
     return readable(guide[cols], missing="—")
 
 
+ANSWER_FLAG_NOTE = ("† On test this pick scores more than the decision margin below the method that scores best "
+                    "there: the selection rows, carved from the training split, rank it higher than the test split "
+                    "does. The task's compare page gives each method's selection − test gap.")
+
+
+def answer_note(answer: pd.DataFrame) -> str:
+    """The footnote of the answer table where a pick carries its flag (†), else ""."""
+    return ANSWER_FLAG_NOTE if len(answer) and answer["pick"].astype(str).str.endswith(" †").any() else ""
+
+
 def answer_table(per_task: dict[str, dict[str, Any]]) -> pd.DataFrame:
     """The answer at a glance, one row per task × budget: what to pick (decided on the selection rows) and what
     it ties with, its test score, its gain over the probe with the interval the pages show, and its cost
-    relative to the probe (build and serve: seconds and FLOPs). Read from decision.csv, the comparisons and
-    the result rows."""
+    relative to the probe (build: decision.csv's build seconds, which hold the embedding pass and the LR search's
+    share; serve seconds and FLOPs: medians of the result rows); a pick more than the margin below the best test
+    score is flagged † (`answer_note`). Read from decision.csv, the comparisons and the result rows."""
     rows = []
     for task, t in per_task.items():
         guide = t["guide"]
@@ -294,9 +314,7 @@ def answer_table(per_task: dict[str, dict[str, Any]]) -> pd.DataFrame:
             if pick != "probe":
                 row = vs_probe(comparisons, pick, budget)
                 if row is not None:
-                    adj = "ci_low_adj" in row and pd.notna(row["ci_low_adj"])
-                    lo, hi = (row["ci_low_adj"], row["ci_high_adj"]) if adj else (row["ci_low"], row["ci_high"])
-                    gain = f"{row['diff_points']:+.1f} [{lo:+.1f}, {hi:+.1f}]" + ("*" if bool(row["significant"]) else "")
+                    gain = gain_text(row)
 
             def ratio(column: str, pick: str = pick, budget: int = budget, med: pd.DataFrame = med) -> str:
                 try:
@@ -307,11 +325,18 @@ def answer_table(per_task: dict[str, dict[str, Any]]) -> pd.DataFrame:
 
             # seeds that share one deterministic fit (the frozen methods at all labels) count once
             fits = "1 fit" if int(r["pick_seeds"]) == 1 else f"{int(r['pick_seeds'])} seeds"
-            rows.append({"task": task, "labels": count_text(budget), "pick": pick,
+            # the pick scores more than the margin below the method best on test: flagged, explained under the table
+            test_best = max((float(r[c]) for c in r.index if str(c).startswith("test ") and pd.notna(r[c])),
+                            default=float(r["pick_mean"]))
+            margin = float(r.get("margin_points", math.nan))
+            flag = " †" if 100 * (test_best - float(r["pick_mean"])) > margin else ""  # no margin: no flag
+            build = float(r.get(f"build_s {pick}", math.nan)) / float(r.get("build_s probe", math.nan))
+            rows.append({"task": task, "labels": count_text(budget), "pick": pick + flag,
                          "tied with the best": str(r.get("tied", "")),
                          "test score": f"{r['pick_mean']:.3f} ({metric}, {fits})",
                          "gain over probe (points)": gain,
-                         "build × probe (s)": ratio("train_seconds"), "serve × probe (s)": ratio("infer_ms_per_1000"),
+                         "build × probe (s)": ratio_text(build) if math.isfinite(build) else "—",
+                         "serve × probe (s)": ratio("infer_ms_per_1000"),
                          "build × probe (FLOPs)": ratio("train_flops"),
                          "serve × probe (FLOPs)": ratio("infer_flops_per_row")})
     return pd.DataFrame(rows)

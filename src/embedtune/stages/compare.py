@@ -14,6 +14,7 @@ from ..io import read_json, write_csv, write_json
 from ..params import Params
 from ..paths import TaskPaths
 from ..registry import METHOD_ORDER, TUNED_METHODS
+from ..tables import vs_probe
 
 
 def run(params: Params, task: str, *, root: Path = Path("."), n_boot: int = 1000) -> dict[str, Any]:
@@ -56,6 +57,10 @@ def run(params: Params, task: str, *, root: Path = Path("."), n_boot: int = 1000
     write_csv(paths.results / "hparams.csv", hparams)
     guide = decision_guide(results, preds, metric=metric, embed_seconds_per_row=seconds_per_row,
                            margin=params.scale.decision.margin_points, search=search_seconds(hparams))
+    # the pick's gain over the probe as every table shows it: the paired difference over shared seeds
+    paired = [vs_probe(comparisons, str(r["pick"]), int(r["budget"])) for _, r in guide.iterrows()]
+    guide["pick_gain_over_probe_points"] = [float(c["diff_points"]) if c is not None else float("nan")
+                                            for c in paired]
     write_csv(paths.results / "decision.csv", guide)
     figures = {
         "learning_curve": reports.save_figure(
