@@ -323,9 +323,9 @@ def index_html(*, reports_dir: Path, per_task: dict[str, dict[str, Any]], info: 
 
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>Embed or Tune — results</title>",
              "<style>body{font-family:sans-serif;max-width:1150px;margin:2em auto;padding:0 1em}"
-             # a wide table wraps its cells between words (never inside a number or a name)
+             # cells wrap between words (never inside a number or a name); a header may break anywhere
              "table{border-collapse:collapse;font-size:0.85em;max-width:100%}"
-             "td,th{border:1px solid #ccc;padding:3px 6px;overflow-wrap:break-word}"
+             "td,th{border:1px solid #ccc;padding:3px 6px;overflow-wrap:break-word}th{overflow-wrap:anywhere}"
              # figures at their own size (at most the column): a figure is drawn for ≥ 9 pt ticks at that size
              "img{max-width:100%;height:auto;border:1px solid #eee}figure{margin:0.8em 0}"
              "figcaption{font-size:0.85em}</style></head><body>",
