@@ -148,3 +148,55 @@ def test_every_number_of_the_committed_answer_equals_its_committed_source() -> N
     first_table = block.split("\n\n| ")[1].split("\n\n")[0].splitlines()
     cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in ["| " + first_table[0], *first_table[1:]]]
     assert _check_rows(cells[0], cells[2:], per_task) == expected_rows
+
+
+def test_every_number_of_the_committed_compare_pages_equals_its_committed_source() -> None:
+    """Each task's compare page, read back: the decision table against decision.csv, the learning-curve table
+    against the result rows (a shared deterministic fit counted once) and every paired difference with the
+    probe against comparisons.csv, each within the rounding it is shown at."""
+    from pathlib import Path
+
+    from embedtune.bundle import task_bundle
+    from embedtune.tables import distinct_fits, vs_probe
+
+    root = Path(__file__).resolve().parents[1]
+    tasks = [t.name for t in sorted((root / "results").iterdir()) if (t / "decision.csv").is_file()]
+    assert tasks
+    for task in tasks:
+        t = task_bundle(root, task)
+        metric = t["headline"]["metric"]
+        tables: dict[str, list[list[str]]] = {}
+        for rows in html_tables((root / "reports" / task / "03-compare.html").read_text()):
+            tables.setdefault(rows[0][0], rows)  # the first table under each first header: page order
+        guide = t["guide"].set_index("budget")
+        decision = tables["budget"]
+        col = {name: i for i, name in enumerate(decision[0])}
+        assert len(decision) - 1 == len(guide), task
+        for cells in decision[1:]:
+            (budget,) = numbers(cells[col["budget"]])
+            g = guide.loc[int(budget)]
+            assert cells[col["pick"]] == g["pick"]
+            assert abs(numbers(cells[col["pick mean"]])[0] - g["pick_mean"]) <= 0.0005 + 1e-12, (task, cells)
+            if pd.notna(g["pick_gain_over_probe_points"]):
+                (gain,) = numbers(cells[col["pick gain over probe points"]])
+                assert abs(gain - g["pick_gain_over_probe_points"]) <= 0.05 + 1e-9, (task, cells)
+
+        fits = distinct_fits(t["results"]).assign(method=lambda f: f["method"].astype(str))
+        stats = fits.groupby(["method", "budget"])[metric].agg(["mean", "count"])
+        curve = tables["method"]
+        assert curve[0] == ["method", "budget", "mean", "std", "count"] and len(curve) - 1 == len(stats), task
+        for method, budget, mean, _, count in curve[1:]:
+            source = stats.loc[(method, int(numbers(budget)[0]))]
+            assert abs(numbers(mean)[0] - source["mean"]) <= 0.0005 + 1e-12 and int(count) == source["count"]
+
+        paired = tables["method − probe"]
+        budgets = [int(numbers(h)[0]) for h in paired[0][1:]]
+        for cells in paired[1:]:
+            for budget, cell in zip(budgets, cells[1:]):
+                row = vs_probe(t["comparisons"], cells[0], budget)
+                if row is None:
+                    assert cell == "—", (task, cells[0], budget, cell)
+                    continue
+                shown = numbers(cell)
+                assert np.allclose(shown, [row["diff_points"], row["ci_low_adj"], row["ci_high_adj"]], atol=0.05 + 1e-9)
+                assert cell.endswith("*") == bool(row["significant"]), (task, cells[0], budget, cell)
