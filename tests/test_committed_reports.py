@@ -27,8 +27,8 @@ def _committed(*patterns: str) -> list[Path]:
 
 
 PAGES = _committed("reports/*.html", "reports/**/*.html")
-TEXT_FILES = _committed("reports/*.md", "reports/*.json", "metrics/**/*.json", "results/**/*.csv", "README.md",
-                        "dvc.lock")
+TEXT_FILES = _committed("reports/*.md", "reports/*.json", "metrics/**/*.json", "results/**/*.csv",
+                        "results/**/*.json", "README.md", "dvc.lock")
 
 
 def test_the_reports_are_committed() -> None:

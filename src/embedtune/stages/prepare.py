@@ -18,12 +18,17 @@ def public_card(card: dict[str, Any], *, data_root: str | Path) -> dict[str, Any
 
     def relative(path: str) -> str:
         resolved = Path(path).resolve()
-        return resolved.relative_to(root).as_posix() if resolved.is_relative_to(root) else resolved.name
+        if resolved.is_relative_to(root):
+            return resolved.relative_to(root).as_posix()
+        parts = resolved.parts  # a file inside an installed wheel: named from its site-packages folder
+        return "/".join(parts[parts.index("site-packages"):]) if "site-packages" in parts else resolved.name
 
-    files = card.get("files")
-    if isinstance(files, dict):
-        return {**card, "files": {k: relative(str(v)) for k, v in files.items()}}
-    return dict(card)
+    out = dict(card)
+    if isinstance(out.get("files"), dict):
+        out["files"] = {k: relative(str(v)) for k, v in out["files"].items()}
+    if isinstance(out.get("file"), str):
+        out["file"] = relative(out["file"])
+    return out
 
 
 def run(params: Params, task: str, *, root: Path = Path(".")) -> dict[str, Any]:
