@@ -411,7 +411,7 @@ def across_tasks_findings(per_task: dict[str, dict[str, Any]]) -> list[str]:
         restarted = int((tuned["lr_restarts"].fillna(0).astype(int) > 0).sum())
         never = int((~tuned["learned"].astype(bool)).sum()) if "learned" in tuned else 0
         out.append(f"{restarted} of the {len(tuned)} tuned runs did not learn at their searched rate and "
-                   f"restarted at a lower one (named per task below); {never} did not learn at all.")
+                   f"restarted at a lower one (each named on its task's compare page); {never} did not learn at all.")
     return out
 
 
