@@ -260,3 +260,22 @@ def test_a_record_is_deflated_and_compact_deflates_old_ones_without_changing_a_b
         assert np.array_equal(again["labels"], np.arange(300))
     assert old.with_suffix(".json").read_text() == '{"key": "k2"}'
     assert store.compact(tmp_path) == (0, 0, 0)  # nothing left to deflate
+
+
+def test_the_run_time_line_says_when_where_and_from_which_commits_the_store_was_made() -> None:
+    from embedtune.findings import run_time_sentences
+
+    def record(commit: str, finished: str, boot: str) -> dict:
+        return {"ran": {"host": "vm", "device": "CPU x86_64 ×2 threads", "sitting": boot, "commit": commit,
+                        "finished_utc": finished}, "row": {"train_seconds": 1800.0}}
+
+    held = store.store_summary([record("aaa", "2026-12-05T18:11:53Z", "b1"), record("bbb", "2026-12-06T06:08:30Z", "b1"),
+                                record("bbb", "2026-12-06T01:00:00Z", "b1")])
+    assert held == {"runs": 3, "hosts": 1, "sittings": 1, "commits": 2, "first_utc": "2026-12-05T18:11:53Z",
+                    "last_utc": "2026-12-06T06:08:30Z", "train_seconds": 5400.0}
+    lines = run_time_sentences({"profile": "cpu", "commit": "ccc", "dirty": False, "cores": 2, "started": "x",
+                                "wall_seconds": 600.0, "complete": True, "stages": [],
+                                "store": {**held, "bytes": 2_000_000}})
+    (line,) = [s for s in lines if s.startswith("The run store")]
+    assert ("holds 3 finished tuned runs made from 2026-12-05 18:11 to 2026-12-06 06:08 UTC at 2 commits of the "
+            "code, on 1 host in at least 1 sitting (machine boots): 1.5 h of training") in line

@@ -361,9 +361,11 @@ def run_time_sentences(record: dict[str, Any] | None, *, slowest: int = 3) -> li
                                                   for s in stages[:slowest]) + ".")
     held = record.get("store")
     if held and held["runs"]:
+        span = (f" from {held['first_utc'][:16].replace('T', ' ')} to {held['last_utc'][:16].replace('T', ' ')} UTC"
+                f" at {held['commits']} commits of the code," if held.get("first_utc") else "")
         out.append(f"The run store (`runs/`, {held['bytes'] / 1e6:.1f} MB) holds {held['runs']:,} finished tuned "
-                   f"runs made in {held['sittings']} sitting{'s' if held['sittings'] != 1 else ''} on "
-                   f"{held['hosts']} host{'s' if held['hosts'] != 1 else ''}: "
+                   f"runs made{span} on {held['hosts']} host{'s' if held['hosts'] != 1 else ''} in at least "
+                   f"{held['sittings']} sitting{'s' if held['sittings'] != 1 else ''} (machine boots): "
                    f"{held['train_seconds'] / 3600:.1f} h of training in total, which a re-render reads instead "
                    "of recomputing (`make runs-status` says how many the profile still lacks).")
     return out

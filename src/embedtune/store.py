@@ -180,12 +180,16 @@ def iter_records(root: Path) -> Iterable[tuple[Path, dict[str, Any]]]:
 
 
 def store_summary(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """Counts for the README's run-time line: records, distinct hosts and sittings, training seconds
-    (failed restart attempts included, as each row's ``train_seconds`` counts them)."""
+    """Counts for the README's run-time line: records, distinct hosts, machine boots (a machine that keeps its
+    boot id across sittings makes this a lower bound on them), code commits, the first and last finish time
+    (UTC), training seconds (failed restart attempts included, as each row's ``train_seconds`` counts them)."""
     records = list(records)
+    finished = sorted(str(r["ran"]["finished_utc"]) for r in records if r["ran"].get("finished_utc"))
     return {"runs": len(records),
             "hosts": len({(r["ran"]["host"], r["ran"]["device"]) for r in records}),
-            "sittings": len({r["ran"]["sitting"] for r in records}),
+            "sittings": len({r["ran"]["sitting"] for r in records}),  # boot ids: a lower bound on sittings
+            "commits": len({r["ran"].get("commit") for r in records}),
+            "first_utc": finished[0] if finished else None, "last_utc": finished[-1] if finished else None,
             "train_seconds": float(sum(r["row"].get("train_seconds", 0.0) for r in records))}
 
 
