@@ -200,3 +200,35 @@ def test_every_number_of_the_committed_compare_pages_equals_its_committed_source
                 shown = numbers(cell)
                 assert np.allclose(shown, [row["diff_points"], row["ci_low_adj"], row["ci_high_adj"]], atol=0.05 + 1e-9)
                 assert cell.endswith("*") == bool(row["significant"]), (task, cells[0], budget, cell)
+
+
+def test_every_committed_method_page_shows_its_results_mean_sd_and_seeds() -> None:
+    """The probe and fine-tuning pages, read back: each row's seeds and main metric "mean ± sd" against the
+    result rows (a shared deterministic fit counted once), within the rounding shown (3 significant digits
+    for the mean, 2 for the sd)."""
+    from pathlib import Path
+
+    from embedtune.bundle import task_bundle
+    from embedtune.tables import distinct_fits
+
+    root = Path(__file__).resolve().parents[1]
+    checked = 0
+    for task_dir in sorted(p for p in (root / "results").iterdir() if (p / "decision.csv").is_file()):
+        t = task_bundle(root, task_dir.name)
+        metric = t["headline"]["metric"]
+        fits = distinct_fits(t["results"]).assign(method=lambda f: f["method"].astype(str))
+        stats = fits.groupby(["method", "budget"])[metric].agg(["mean", "std", "count"])
+        for page in sorted((root / "reports" / task_dir.name).glob("0[12]-*.html")):
+            table = html_tables(page.read_text())[0]
+            col = {name: i for i, name in enumerate(table[0])}
+            shown_metric = metric.replace("_", " ")
+            assert {"method", "budget", "seeds", shown_metric} <= set(col), (page.name, table[0])
+            for cells in table[1:]:
+                source = stats.loc[(cells[col["method"]], int(numbers(cells[col["budget"]])[0]))]
+                assert int(cells[col["seeds"]]) == source["count"], (page.name, cells)
+                values = numbers(cells[col[shown_metric]])
+                assert abs(values[0] - source["mean"]) <= 0.0005 + 1e-12, (page.name, cells, source["mean"])
+                if len(values) == 2:  # a spread is shown: two significant digits of the sd over distinct fits
+                    assert abs(values[1] - source["std"]) <= 0.051 * source["std"] + 1e-12, (page.name, cells)
+                checked += 1
+    assert checked > 0
