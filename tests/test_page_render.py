@@ -70,9 +70,6 @@ def test_pagecheck_finds_what_a_reader_would_and_passes_a_clean_page(tmp_path: P
 
 @needs_chromium
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="the committed pages were rendered by the run of commit 23bfdab, before "
-                   "issue 32's page code (index columns, titles, back links, figure sizes); the cpu profile that "
-                   "re-renders them grows through the run store and is not complete yet")
 def test_every_committed_page_reads_as_a_page() -> None:
     found = pagecheck.check_pages(REPO / "reports")
     assert not {page: issues for page, issues in found.items() if issues}, json.dumps(found, indent=1)
