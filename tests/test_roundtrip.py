@@ -113,6 +113,12 @@ def _check_rows(header: list[str], rows: list[list[str]], per_task: dict) -> int
     return checked
 
 
+def _first_markdown_table(block: str) -> list[list[str]]:
+    """The cells of the first markdown table in `block` (the answer), its separator row included."""
+    lines = block.split("\n\n| ")[1].split("\n\n")[0].splitlines()
+    return [[c.strip() for c in line.strip().strip("|").split("|")] for line in ["| " + lines[0], *lines[1:]]]
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_every_number_of_the_answer_on_the_index_and_readme_equals_its_source(tmp_path, seed: int) -> None:
     rng = np.random.default_rng(seed)
@@ -124,8 +130,7 @@ def test_every_number_of_the_answer_on_the_index_and_readme_equals_its_source(tm
 
     block = reports.readme_section(headlines={t: v["headline"] for t, v in per_task.items()}, info=INFO,
                                    key_figure=None, answer=answer_table(per_task))
-    first_table = block.split("\n\n| ")[1].split("\n\n")[0].splitlines()  # the answer: the block's first table
-    cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in ["| " + first_table[0], *first_table[1:]]]
+    cells = _first_markdown_table(block)
     assert _check_rows(cells[0], cells[2:], per_task) == sum(len(t["guide"]) for t in per_task.values())
 
 
@@ -144,9 +149,7 @@ def test_every_number_of_the_committed_answer_equals_its_committed_source() -> N
     assert _check_rows(answer[0], answer[1:], per_task) == expected_rows
 
     readme = (root / "README.md").read_text()
-    block = readme.split(reports.README_BEGIN)[1].split(reports.README_END)[0]
-    first_table = block.split("\n\n| ")[1].split("\n\n")[0].splitlines()
-    cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in ["| " + first_table[0], *first_table[1:]]]
+    cells = _first_markdown_table(readme.split(reports.README_BEGIN)[1].split(reports.README_END)[0])
     assert _check_rows(cells[0], cells[2:], per_task) == expected_rows
 
 
