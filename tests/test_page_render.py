@@ -46,7 +46,8 @@ def test_pagecheck_finds_what_a_reader_would_and_passes_a_clean_page(tmp_path: P
     _png(reports / "figures" / "huge.png", 3000)
     (reports / "index.html").write_text(
         "<html><head><title>Index</title></head><body><a href='task/good.html'>good</a>"
-        "<img src='figures/small.png' alt='test accuracy against labelled examples'></body></html>")
+        "<img src='figures/small.png' alt='test accuracy against labelled examples'><p>Backbones: tiny-bert</p>"
+        "<table class='answer'><tr><th>labels</th></tr><tr><th>16</th></tr></table></body></html>")
     (reports / "task").mkdir()
     (reports / "task" / "good.html").write_text(
         "<html><head><title>task: good</title></head><body><a href='../index.html'>back</a>"
@@ -66,6 +67,12 @@ def test_pagecheck_finds_what_a_reader_would_and_passes_a_clean_page(tmp_path: P
     for expected in ("scrolls sideways", "image not loaded", "figure shrunk", "index column", "float noise",
                      "log line", "no link back to the index", "without alt text"):
         assert expected in bad, (expected, bad)
+    # an index whose answer grid starts below the fold and that names no backbone
+    below = {"scroll_width": 1400, "window_width": 1400, "images": [], "tables": [], "text": "results", "title": "x",
+             "links": [], "headline": {"figure_bottom": 850, "answer_bottom": 1900}}
+    fold = " | ".join(pagecheck.problems(Path("index.html"), below, tick_pt=10.5, is_index=True))
+    assert "headline answer is not above the fold" in fold and "headline figure" not in fold
+    assert "does not name the backbones" in fold
 
 
 @needs_chromium

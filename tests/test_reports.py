@@ -184,7 +184,7 @@ def test_the_answer_table_reads_the_pick_its_gain_and_its_cost_against_the_probe
     assert row["pick"] == "full" and row["tied with the best"] == "lora, full"  # 0.5 points below lora: no flag
     assert row["gain over probe (points)"] == "+5.0 [+2.0, +8.0]*"  # the simultaneous interval, as the pages show
     assert row["build × probe (s)"] == "10×" and row["serve × probe (s)"] == "1.0×"
-    assert row["build × probe (FLOPs)"] == "3000×" and row["test score"] == "0.750 (accuracy, 3 seeds)"
+    assert row["build × probe (FLOPs)"] == "3000×" and row["test score"] == "0.750 (3 seeds)" and row["metric"] == "accuracy"
     assert answer_note(table) == ""
     flagged = answer_table({"sentiment": {**task, "guide": guide.assign(**{"test lora": 0.80})}})
     assert flagged.iloc[0]["pick"] == "full †" and answer_note(flagged).startswith("† On test this pick scores")

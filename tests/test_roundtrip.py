@@ -86,37 +86,70 @@ def _expected(t: dict, budget: int) -> dict:
     return out
 
 
-def _check_rows(header: list[str], rows: list[list[str]], per_task: dict) -> int:
-    col = {name: i for i, name in enumerate(header)}
-    checked = 0
+GRID_CELL = re.compile(r"^(?P<pick>\w+(?: †)?) (?:\(the reference\)|(?P<gain>[+-]\d\S* \[[^\]]+\]\*?)) "
+                       r"test (?P<score>\S+) \((?P<seeds>\d+ (?:seeds|fit))\) · ties: (?P<tied>.+?) "
+                       r"build (?P<build_s>.+?) s / (?P<build_f>.+?) FLOPs · serve (?P<serve_s>.+?) s / "
+                       r"(?P<serve_f>.+?) FLOPs$")
+
+
+def _grid_rows(header: list[str], rows: list[list[str]]) -> list[dict]:
+    """The answer grid read back into one record per task × budget: a column per task ("legal: macro-F1 (all =
+    5,477 labels)"), a row per budget ("all": the header's count), three lines per cell (`GRID_CELL`)."""
+    assert header[0] == "labels", header
+    columns = []
+    for h in header[1:]:
+        task, rest = h.split(": ", 1)
+        (all_labels,) = numbers(rest.split("(all = ")[1])
+        columns.append((task, all_labels))
+    out = []
     for cells in rows:
-        t = per_task[cells[col["task"]]]
-        (budget,) = numbers(cells[col["labels"]])
-        assert budget == int(budget) and int(budget) in set(t["guide"]["budget"]), cells  # exact count
-        expected = _expected(t, int(budget))
-        assert cells[col["pick"]] == expected["pick"] + (" †" if expected["flagged"] else ""), cells
-        score, seeds = numbers(re.sub(r"\((\w+), ", "(", cells[col["test score"]]))  # "macro_f1" is no number
-        assert abs(score - expected["score"]) <= 0.0005 + 1e-12 and seeds == expected["seeds"], cells
-        if "gain" in expected:
-            shown = numbers(cells[col["gain over probe (points)"]])
-            assert np.allclose(shown, expected["gain"], atol=0.05 + 1e-9), (shown, expected["gain"])
-        for name, column in (("build × probe (s)", "build"), ("serve × probe (s)", "infer_ms_per_1000"),
-                             ("build × probe (FLOPs)", "train_flops"),
-                             ("serve × probe (FLOPs)", "infer_flops_per_row")):
-            if cells[col[name]] == "—":  # a cost the pick does not have (classic's FLOPs are not counted)
-                assert not np.isfinite(expected[column]), (name, cells, expected[column])
+        for (task, all_labels), cell in zip(columns, cells[1:]):
+            if cell == "not run":
                 continue
-            (ratio,) = numbers(cells[col[name]])
+            found = GRID_CELL.match(cell)
+            assert found, cell
+            budget = all_labels if cells[0] == "all" else numbers(cells[0])[0]
+            out.append({"task": task, "budget": budget, **found.groupdict()})
+    return out
+
+
+def _check_rows(records: list[dict], per_task: dict) -> int:
+    """Each record of the answer (`_grid_rows`) against `_expected`: the pick and its flag, the test score and
+    seeds, the gain with its interval and the four cost ratios, each within the rounding shown."""
+    checked = 0
+    for r in records:
+        t = per_task[r["task"]]
+        budget = r["budget"]
+        assert budget == int(budget) and int(budget) in set(t["guide"]["budget"]), r  # exact count
+        expected = _expected(t, int(budget))
+        assert r["pick"] == expected["pick"] + (" †" if expected["flagged"] else ""), r
+        assert abs(float(r["score"]) - expected["score"]) <= 0.0005 + 1e-12, r
+        assert numbers(r["seeds"])[0] == expected["seeds"], r
+        assert r["tied"] == str(t["guide"].set_index("budget").loc[int(budget), "tied"]), r
+        if "gain" in expected:
+            shown = numbers(r["gain"])
+            assert np.allclose(shown, expected["gain"], atol=0.05 + 1e-9), (shown, expected["gain"])
+        else:
+            assert r["gain"] is None, r
+        for name, column in (("build_s", "build"), ("serve_s", "infer_ms_per_1000"), ("build_f", "train_flops"),
+                             ("serve_f", "infer_flops_per_row")):
+            if r[name] == "—":  # a cost the pick does not have (classic's FLOPs are not counted)
+                assert not np.isfinite(expected[column]), (name, r, expected[column])
+                continue
+            (ratio,) = numbers(r[name])
             # two significant digits: within half a unit of the second digit (a power of ten off fails)
             assert abs(ratio - expected[column]) <= 0.051 * abs(expected[column]) + 1e-12, (name, ratio, expected)
         checked += 1
     return checked
 
 
-def _first_markdown_table(block: str) -> list[list[str]]:
-    """The cells of the first markdown table in `block` (the answer), its separator row included."""
-    lines = block.split("\n\n| ")[1].split("\n\n")[0].splitlines()
-    return [[c.strip() for c in line.strip().strip("|").split("|")] for line in ["| " + lines[0], *lines[1:]]]
+def _answer_grid_of_readme(readme: str) -> list[list[str]]:
+    """The answer grid of a README's generated block: header row first, a cell's lines joined by a space."""
+    block = readme.split(reports.README_BEGIN)[1].split(reports.README_END)[0]
+    table = block.split("\n\n| labels |")[1].split("\n\n")[0]
+    rows = [[c.strip().replace("<br>", " ") for c in line.strip().strip("|").split(" | ")]
+            for line in ("| labels |" + table).splitlines() if not line.startswith("|---")]
+    return rows
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -124,14 +157,14 @@ def test_every_number_of_the_answer_on_the_index_and_readme_equals_its_source(tm
     rng = np.random.default_rng(seed)
     per_task = {task: _run(rng, task) for task in ("sentiment", "legal")}
     reports.index_html(reports_dir=tmp_path, per_task=per_task, info=INFO)
-    tables = html_tables((tmp_path / "index.html").read_text())
-    answer = tables[0]
-    assert _check_rows(answer[0], answer[1:], per_task) == sum(len(t["guide"]) for t in per_task.values())
+    answer = html_tables((tmp_path / "index.html").read_text())[0]
+    expected_rows = sum(len(t["guide"]) for t in per_task.values())
+    assert _check_rows(_grid_rows(answer[0], answer[1:]), per_task) == expected_rows
 
     block = reports.readme_section(headlines={t: v["headline"] for t, v in per_task.items()}, info=INFO,
                                    key_figure=None, answer=answer_table(per_task))
-    cells = _first_markdown_table(block)
-    assert _check_rows(cells[0], cells[2:], per_task) == sum(len(t["guide"]) for t in per_task.values())
+    cells = _answer_grid_of_readme(block)
+    assert _check_rows(_grid_rows(cells[0], cells[1:]), per_task) == expected_rows
 
 
 def test_every_number_of_the_committed_answer_equals_its_committed_source() -> None:
@@ -145,12 +178,12 @@ def test_every_number_of_the_committed_answer_equals_its_committed_source() -> N
     tasks = [t.name for t in sorted((root / "results").iterdir()) if (t / "decision.csv").is_file()]
     per_task = {task: task_bundle(root, task) for task in tasks}
     expected_rows = sum(len(t["guide"]) for t in per_task.values())
-    answer = html_tables((root / "reports" / "index.html").read_text())[0]
-    assert _check_rows(answer[0], answer[1:], per_task) == expected_rows
+    for page in ("index.html", "summary.html"):  # the grid is the first table of both
+        answer = html_tables((root / "reports" / page).read_text())[0]
+        assert _check_rows(_grid_rows(answer[0], answer[1:]), per_task) == expected_rows, page
 
-    readme = (root / "README.md").read_text()
-    cells = _first_markdown_table(readme.split(reports.README_BEGIN)[1].split(reports.README_END)[0])
-    assert _check_rows(cells[0], cells[2:], per_task) == expected_rows
+    cells = _answer_grid_of_readme((root / "README.md").read_text())
+    assert _check_rows(_grid_rows(cells[0], cells[1:]), per_task) == expected_rows
 
 
 def test_every_number_of_the_committed_compare_pages_equals_its_committed_source() -> None:

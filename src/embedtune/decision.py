@@ -30,7 +30,7 @@ import pandas as pd
 from .compare import resampled_metric
 from .metrics import fast_metric
 from .registry import METHOD_ORDER
-from .tables import distinct_fits
+from .tables import distinct_fits, pick_flagged, pick_shortfall_points, points_text
 
 ALPHA = 0.05
 
@@ -219,7 +219,7 @@ def budget_sentence(r: Any, metric: str) -> str:
         why = "the best; no cheaper tied method is within the margin"
     else:
         why = "the best"
-    gain = (f", {r['pick_gain_over_probe_points']:+.1f} points over the probe"
+    gain = (f", {points_text(r['pick_gain_over_probe_points'])} points over the probe"
             if pd.notna(r.get("pick_gain_over_probe_points")) else "")
     return (f"At {int(r['budget']):,} labels {who} on the selection rows; pick `{r['pick']}` ({why}): test {metric} "
             f"{r['pick_mean']:.3f} over {int(r['pick_seeds'])} seed{'s' if int(r['pick_seeds']) != 1 else ''}{gain}; "
@@ -251,12 +251,9 @@ def selection_test_findings(guide: pd.DataFrame | None) -> list[str]:
                 and pd.notna(row.get(f"selection {m}"))}
         selection = {m: row[f"selection {m}"] for m in test}
         pick = row["pick"]
-        if pick not in test:
+        if pick not in test or not pick_flagged(row):  # the answer table's † marks the same budgets
             continue
-        test_best = max(test, key=test.get)
-        shortfall = (test[test_best] - test[pick]) * 100
-        if shortfall <= float(row["margin_points"]):
-            continue
+        test_best, shortfall = max(test, key=test.get), pick_shortfall_points(row)
         gaps = ", ".join(f"`{m}` {(selection[m] - test[m]) * 100:+.1f}"
                          for m in sorted(test, key=lambda m: test[m] - selection[m]))
         out.append(f"At {int(row['budget'])} labels the selection rows pick `{pick}` (selection {selection[pick]:.3f}), "

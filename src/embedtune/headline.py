@@ -1,6 +1,6 @@
 """The headline figure: per task and label budget, each method's gain over the frozen probe with the
-simultaneous intervals the pages show, and the pick (decided on the selection rows) ringed. It sits beside
-`tables.answer_table` on the index, the summary page and the README."""
+simultaneous intervals the pages show, and the pick (decided on the selection rows) ringed. It sits above the
+answer grid (`answer`) on the index, the summary page and the README."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from .answer import METRIC_LABELS
 from .registry import COLORS, MARKERS, METHOD_ORDER
 from .reports import MAX_FIGURE_INCHES, plt
 from .tables import count_text, vs_probe
@@ -50,7 +51,7 @@ def answer_figure(per_task: dict[str, dict[str, Any]]) -> Any:
     """One panel per task: x = label budget, y = gain over the probe (points of the task's main metric, test
     split, mean over seeds, interval bars); 0 is the probe; a black ring marks the pick at each budget."""
     tasks = [t for t in per_task if not per_task[t]["guide"].empty]
-    fig, axes = plt.subplots(1, max(len(tasks), 1), figsize=(min(3.3 * max(len(tasks), 1), MAX_FIGURE_INCHES), 3.4),
+    fig, axes = plt.subplots(1, max(len(tasks), 1), figsize=(min(3.3 * max(len(tasks), 1), MAX_FIGURE_INCHES), 3.0),
                              squeeze=False, sharey=False)
     handles: dict[str, Any] = {}
     for ax, task in zip(axes[0], tasks):
@@ -81,7 +82,7 @@ def answer_figure(per_task: dict[str, dict[str, Any]]) -> Any:
                                          zorder=5, label="pick")
         _clip_wide_intervals(ax, gains, [budgets.index(b) + position[m] for m, b in zip(gains["method"], gains["budget"])])
         ax.set_xticks(range(len(budgets)), [count_text(b) for b in budgets])
-        ax.set_title(f"{task} ({t['headline']['metric']})")
+        ax.set_title(f"{task} ({METRIC_LABELS.get(t['headline']['metric'], t['headline']['metric'])})")
         ax.set_xlabel("labelled examples")
         ax.grid(alpha=0.3, axis="y")
     axes[0][0].set_ylabel("gain over the probe (points)")
@@ -91,3 +92,4 @@ def answer_figure(per_task: dict[str, dict[str, Any]]) -> Any:
                ncol=len(order), frameon=False, bbox_to_anchor=(0.5, -0.01))
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     return fig
+

@@ -46,7 +46,7 @@ def load(*, params_path: str, profile: str, task: str | None = None, method: str
 
 
 def _page_tables() -> None:
-    """In a kernel, a table shows as a page table: no 0…N index column, headers in words (snake_case → spaces),
+    """In a kernel, a table shows as a page table: no 0…N index column, headers in words (`tables.header_text`),
     a dash for a missing cell. Outside a kernel nothing changes."""
     try:
         from IPython import get_ipython
@@ -58,7 +58,9 @@ def _page_tables() -> None:
     import pandas as pd
 
     def page_table(frame: pd.DataFrame) -> str:
-        shown = frame.rename(columns=lambda c: str(c).replace("_", " "))
+        from .tables import header_text
+
+        shown = frame.rename(columns=header_text)
         return shown.to_html(index=False, na_rep="—", escape=True, border=0, classes="dataframe")
 
     shell.display_formatter.formatters["text/html"].for_type(pd.DataFrame, page_table)

@@ -8,7 +8,9 @@ appended that, after load, measures the document and writes the measurements int
 ``--dump-dom`` returns them. Rules per page: no horizontal scroll at 1,400 px (document width ≤ window);
 every image loaded; every figure shown at a size where its ticks (drawn at ``reports.MIN_TICK_PT``) are at
 least 9 pt; no table with a 0…N index column; no float noise (``1.2e-16``) and no log lines in the visible
-text; a title of its own; a link back to the index (every page but the index). No stage imports this module.
+text; a title of its own; a link back to the index (every page but the index); on the index, the headline
+figure and the answer grid (``table.answer``) end above the fold and the backbones are named. No stage
+imports this module.
 """
 
 from __future__ import annotations
@@ -38,7 +40,10 @@ window.addEventListener('load', () => {
     const first = rows.map(r => (r.cells[0] ? r.cells[0].innerText.trim() : ''));
     return {first_header: first[0] || '', first_column: first.slice(1, 60)};
   });
-  const out = {scroll_width: document.documentElement.scrollWidth, window_width: window.innerWidth,
+  const answer = document.querySelector('table.answer'), first = document.images[0];
+  const headline = {answer_bottom: answer ? answer.getBoundingClientRect().bottom : null,
+                    figure_bottom: first ? first.getBoundingClientRect().bottom : null};
+  const out = {headline: headline, scroll_width: document.documentElement.scrollWidth, window_width: window.innerWidth,
                title: document.title, images: imgs, tables: tables, text: document.body.innerText,
                links: [...document.links].map(a => a.getAttribute('href'))};
   const pre = document.createElement('pre'); pre.id = 'pagecheck';
@@ -65,6 +70,8 @@ def html_tables(page: str) -> list[list[list[str]]]:
                 self.tables[-1].append([])
             elif tag in ("td", "th"):
                 self.cell = []
+            elif tag in ("br", "div", "p") and self.cell is not None:  # a line break inside a cell reads as a space
+                self.cell.append(" ")
 
         def handle_endtag(self, tag: str) -> None:
             if tag in ("td", "th") and self.cell is not None and self.tables and self.tables[-1]:
@@ -150,6 +157,15 @@ def problems(page: Path, found: dict[str, Any], *, tick_pt: float, is_index: boo
         out.append("no title")
     if not is_index and not any(h and h.rstrip("/").endswith("index.html") for h in found["links"]):
         out.append("no link back to the index")
+    if is_index:  # the headline above the fold: the answer figure, the answer grid and the backbones named
+        fold = found.get("headline", {})
+        for part in ("figure", "answer"):
+            bottom = fold.get(f"{part}_bottom")
+            if bottom is None or bottom > WINDOW[1]:
+                out.append(f"the headline {part} is not above the fold at {WINDOW[0]} × {WINDOW[1]} "
+                           f"(bottom at {bottom} px)")
+        if "Backbones:" not in text[:3000]:
+            out.append("the headline does not name the backbones")
     return out
 
 

@@ -291,14 +291,16 @@ def provenance(profile: str) -> dict[str, str]:
 
 def index_html(*, reports_dir: Path, per_task: dict[str, dict[str, Any]], info: dict[str, str],
                tasks: list[str] | None = None) -> Path:
-    """Write reports/index.html: the answers first (one generated sentence per domain, the headline table,
-    each task's decision guide), then one section per task (paired differences against the probe, key
+    """Write reports/index.html: the answer first (the headline figure and the grid of picks, gains and costs,
+    above the fold at 1,400 × 900), one generated sentence per domain, each task's decision guide, then one section per task (paired differences against the probe, key
     figures, links to its rendered notebooks), then every report of the declared `tasks` (default: those in
     `per_task`). Relative links only."""
+    from .answer import answer_caption, answer_grid, answer_grid_html
     from .decision import guide_sentence
-    from .tables import answer_note, answer_table, paired_table, readable
+    from .tables import answer_note, answer_table, header_text, paired_table, readable
 
     answer = answer_table(per_task) if per_task else pd.DataFrame()
+    note = answer_note(answer)
 
     reports_dir = Path(reports_dir)
     # the summary stage renders summary.html after writing this page: it is always listed
@@ -311,8 +313,8 @@ def index_html(*, reports_dir: Path, per_task: dict[str, dict[str, Any]], info: 
     table = headline_frame(headlines) if headlines else pd.DataFrame()
 
     def frame_html(frame: pd.DataFrame) -> str:
-        return readable(frame).to_html(index=False, escape=True, na_rep="—") if not frame.empty \
-            else "<p>No results yet.</p>"
+        shown = readable(frame).rename(columns=header_text)
+        return shown.to_html(index=False, escape=True, na_rep="—") if not frame.empty else "<p>No results yet.</p>"
 
     def figure(name: str, caption: str) -> str:
         rel = f"figures/{name}"
@@ -321,24 +323,27 @@ def index_html(*, reports_dir: Path, per_task: dict[str, dict[str, Any]], info: 
         return (f"<figure><a href='{html.escape(rel)}'><img src='{html.escape(rel)}' alt='{html.escape(caption)}'>"
                 f"</a><figcaption>{html.escape(caption)}</figcaption></figure>")
 
+    def link(page: str) -> str:  # named by the page's own title ("legal: fine-tuning, lora"), not its file
+        found = re.search(r"<title>(.*?)(?: — Embed or Tune)?</title>", (reports_dir / page).read_text()[:4000]) \
+            if (reports_dir / page).is_file() else None
+        return f"<a href='{html.escape(page)}'>{found.group(1) if found else html.escape(page)}</a>"
+
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>Embed or Tune — results</title>",
-             "<style>body{font-family:sans-serif;max-width:1150px;margin:2em auto;padding:0 1em}"
+             "<style>body{font-family:sans-serif;max-width:1300px;margin:0.6em auto;padding:0 1em}h1{font-size:1.5em}"
              # cells wrap between words (never inside a number or a name); a header may break anywhere
              "table{border-collapse:collapse;font-size:0.85em;max-width:100%}"
              "td,th{border:1px solid #ccc;padding:3px 6px;overflow-wrap:break-word}th{overflow-wrap:anywhere}"
+             # the answer: one row per budget, one column per task, three short lines per cell
+             "table.answer{font-size:0.8em;width:100%}table.answer td{padding:1px 6px;line-height:1.25}"
+             "table.answer caption{text-align:left;font-size:0.95em;color:#444}.sub{color:#333;font-size:0.95em}"
              # figures at their own size (at most the column): a figure is drawn for ≥ 9 pt ticks at that size
-             "img{max-width:100%;height:auto;border:1px solid #eee}figure{margin:0.8em 0}"
-             "figcaption{font-size:0.85em}</style></head><body>",
-             "<h1>Embed or Tune — frozen embeddings + probe vs fine-tuning vs hybrids</h1>",
-             "<p>" + " · ".join(f"<b>{html.escape(k)}</b>: {html.escape(v)}" for k, v in info.items()) + "</p>",
-             "<h2>The answer at a glance</h2>",
-             f"<p>Per task and label budget: the pick (the cheapest method tied with the best on the selection "
-             f"rows), its test score, its gain over the frozen probe (points, simultaneous 95% interval; * = it "
-             f"excludes 0) and its cost relative to the probe. Backbones: {html.escape(info.get('backbones', '—'))}; "
-             f"hardware: {html.escape(info.get('machine', '—'))}; profile: {html.escape(info.get('profile', '—'))}."
-             "</p>", figure("summary-answer.png", ANSWER_CAPTION),
-             frame_html(answer) if per_task else "<p>No results yet.</p>",
-             f"<p>{html.escape(answer_note(answer))}</p>" if answer_note(answer) else "",
+             "img{max-width:100%;height:auto;border:1px solid #eee}figure{margin:0.3em 0}"
+             "figcaption{font-size:0.8em}</style></head><body>",
+             "<h1>Embed or Tune: frozen embeddings + probe, fine-tuning or a hybrid?</h1>",
+             figure("summary-answer.png", answer_caption(info)) if per_task else "",
+             answer_grid_html(answer_grid(answer)) if per_task else "<p>No results yet.</p>",
+             f"<p>{html.escape(note)}</p>" if note else "",
+             "<p><small>" + " · ".join(f"<b>{html.escape(k)}</b>: {html.escape(v)}" for k, v in info.items()) + "</small></p>",
              "<h2>The answer per domain</h2><ul>"]
     for task, t in per_task.items():
         sentence = guide_sentence(task, t["guide"], t["headline"]["metric"])
@@ -366,33 +371,28 @@ def index_html(*, reports_dir: Path, per_task: dict[str, dict[str, Any]], info: 
                   figure(f"{task}-learning-curves.png", figure_alt("learning_curve", subject=task, metric=metric)),
                   figure(f"{task}-cost-quality.png", figure_alt("cost_quality", subject=task, metric=metric)),
                   figure(f"{task}-shift.png", figure_alt("shift", subject=task, metric=metric)),
-                  "<p>Reports: " + " · ".join(f"<a href='{html.escape(p)}'>{html.escape(p)}</a>" for p in pages
-                                               if p.startswith(f"{task}/")) + "</p>"]
+                  "<p>Pages: " + " · ".join(link(p) for p in pages if p.startswith(f"{task}/")) + "</p>"]
     parts += ["<h2>Every report</h2><ul>"]
-    parts += [f"<li><a href='{html.escape(p)}'>{html.escape(p)}</a></li>" for p in pages]
+    parts += [f"<li>{link(p)}</li>" for p in pages]
     parts.append("</ul></body></html>")
     path = reports_dir / "index.html"
     write_text(path, "\n".join(parts))
     return path
 
 
-ANSWER_CAPTION = ("Gain of each method over the frozen probe (points of the task's main metric, test split, mean over "
-                  "seeds; bars: simultaneous 95% intervals over the comparisons with the probe, cut at the panel's "
-                  "edge with an arrowhead where wider); a black ring marks the pick, decided on the selection rows.")
-
-
 def readme_section(*, headlines: dict[str, dict[str, Any]], info: dict[str, str], key_figure: str | None,
                    answer: pd.DataFrame | None = None, answer_figure: str | None = None) -> str:
+    from .answer import ANSWER_FIGURE_TEXT, GRID_COST, answer_caption, answer_grid, answer_grid_markdown
+    from .tables import answer_note
+
     lines = [README_BEGIN, ""]
     if answer is not None and not answer.empty:
-        lines += ["**The answer at a glance** (backbones: " + info.get("backbones", "—") + "; " + info["machine"]
-                  + f"; profile `{info['profile']}`): the pick per task and budget, decided on the selection rows, "
-                  "its test score, its gain over the probe (points, simultaneous 95% interval; * = it excludes 0) and "
-                  "its cost relative to the probe.", ""]
+        note = answer_note(answer)
+        lines += ["**The answer at a glance.** " + answer_caption(info), ""]
         if answer_figure:
-            lines += [f"![{ANSWER_CAPTION}]({answer_figure})", "", ANSWER_CAPTION, ""]
-        from .tables import answer_note
-        lines += [markdown_table(answer), ""] + ([answer_note(answer), ""] if answer_note(answer) else [])
+            lines += [f"![{ANSWER_FIGURE_TEXT}]({answer_figure})", ""]
+        lines += [f"Each cell: the pick and its gain over the probe; its test score and the methods tied with the "
+                  f"best; {GRID_COST}.", "", answer_grid_markdown(answer_grid(answer)), ""] + ([note, ""] if note else [])
     lines += [
              f"Profile **{info['profile']}**, commit `{info['commit']}` (source tree {info.get('source tree', 'unknown')}), "
              f"{info['date']}, {info['machine']}. "

@@ -48,6 +48,45 @@ def count_text(value: float) -> str:
     return f"{value:,.0f}"
 
 
+# a column as a page heads it (`header_text`); a method name stays as the registry spells it
+HEADERS = {
+    "pick_mean": "pick: test mean", "pick_seeds": "pick: seeds", "pick_gain_over_probe_points": "pick − probe (points)",
+    "expected_loss_points": "expected loss (points)", "detectable_points": "detectable difference (points)",
+    "runner_up": "runner-up", "pick_build_seconds": "pick: build (s)", "pick_train_flops": "pick: train FLOPs",
+    "pick_serve_seconds_per_1000": "pick: serve (s per 1,000)", "pick_infer_flops_per_row": "pick: FLOPs per prediction",
+    "train_seconds": "train (s)", "train_flops": "train FLOPs", "infer_flops_per_row": "FLOPs per prediction",
+    "peak_mem_mib": "peak memory (MiB)", "trainable_params": "trainable parameters",
+    "gap_points": "train − validation gap (points)", "gap_std": "gap sd (points)", "val_score": "validation score",
+    "edge_limited": "at the grid's edge", "n_val": "validation rows", "diff_drop_points": "drop difference (points)",
+    "ci_low": "95% CI low", "ci_high": "95% CI high", "n": "pairs", "headline_budget": "headline labels",
+    "metric_at_headline": "metric at headline labels", "gain_vs_probe_points": "gain over probe (points)",
+    "train_time_x_probe": "train time × probe", "peak_memory_x_probe": "peak memory × probe",
+    "trainable_params_x_probe": "trainable parameters × probe", "overfitting_gap_points": "train − validation gap (points)",
+    "shift_drop_points": "drop under shift (points)", "ece": "ECE", "auroc": "AUROC", "macro_f1": "macro-F1",
+    "micro_f1": "micro-F1", "budget": "labels",
+}
+
+
+def header_text(column: Any) -> str:
+    """A column heading in words: `HEADERS`, a ratio ``<quantity>_x_probe`` as "<quantity> × probe", a method
+    name as it is, else snake_case → spaces."""
+    c = str(column)
+    if c in METHOD_ORDER:
+        return c
+    if c in HEADERS:
+        return HEADERS[c]
+    if c.endswith("_x_probe"):
+        return header_text(c.removesuffix("_x_probe")) + " × probe"
+    return c.replace("_", " ")
+
+
+def points_text(value: float) -> str:
+    """A signed difference in points at one decimal, as every page shows it; a value that rounds to zero reads
+    "+0.0", never "-0.0"."""
+    text = f"{value:+.1f}"
+    return "+0.0" if text == "-0.0" else text
+
+
 def _is_metric(column: str) -> bool:
     words = str(column).replace(" ", "_").split("_")
     return any(str(column).startswith(m) or m in str(column) for m in METRIC_WORDS) and "points" not in words \
@@ -100,7 +139,8 @@ def gain_text(row: pd.Series) -> str:
     interval where the family has one (else the per-comparison one), ``*`` when that interval excludes 0."""
     adj = "ci_low_adj" in row and pd.notna(row["ci_low_adj"])
     lo, hi = (row["ci_low_adj"], row["ci_high_adj"]) if adj else (row["ci_low"], row["ci_high"])
-    return f"{row['diff_points']:+.1f} [{lo:+.1f}, {hi:+.1f}]" + ("*" if bool(row["significant"]) else "")
+    return (f"{points_text(row['diff_points'])} [{points_text(lo)}, {points_text(hi)}]"
+            + ("*" if bool(row["significant"]) else ""))
 
 
 def summary_table(per_task: dict[str, dict[str, Any]]) -> pd.DataFrame:
@@ -167,7 +207,8 @@ def paired_table(comparisons: pd.DataFrame) -> pd.DataFrame:
         adjusted = "ci_low_adj" in r and pd.notna(r["ci_low_adj"])
         lo_col, hi_col = ("ci_low_adj", "ci_high_adj") if adjusted else ("ci_low", "ci_high")
         low, high = sorted((sign * r[lo_col], sign * r[hi_col]))
-        cell = f"{sign * r['diff_points']:+.1f} [{low:+.1f}, {high:+.1f}]" + ("*" if bool(r["significant"]) else "")
+        cell = (f"{points_text(sign * r['diff_points'])} [{points_text(low)}, {points_text(high)}]"
+                + ("*" if bool(r["significant"]) else ""))
         rows.setdefault(str(method), {})[str(int(r["budget"]))] = cell
     if not rows:
         return pd.DataFrame()
@@ -233,7 +274,7 @@ def method_summary(frame: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({"method": [m for m, _ in mean.index], "budget": [count_text(b) for _, b in mean.index],
                         "seeds": seeds.to_numpy()})
     for c in cols:  # one cell per quantity: "mean ± sd" (one seed: the mean alone), one notation per column
-        out[c.replace("_", " ")] = [
+        out[c] = [
             cell_text(float(m), c) if pd.isna(d) else f"{cell_text(float(m), c)} ± {significant(float(d), 2)}"
             for m, d in zip(mean[c], sd[c])]
     return out
@@ -251,7 +292,10 @@ def stopping_table(frame: pd.DataFrame) -> pd.DataFrame:
                      "epochs seen (max)": float(epochs.max()),
                      **{f"stopped: {k}": int(v) for k, v in group["stop_reason"].value_counts().items()},
                      "still improving": int(group["still_improving"].astype(bool).sum())})
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    reasons = [c for c in table.columns if c.startswith("stopped: ")]
+    table[reasons] = table[reasons].fillna(0).astype(int)  # a reason no run at a budget had: 0 runs, a count
+    return table
 
 
 def calibration(results: pd.DataFrame) -> pd.DataFrame:
@@ -286,6 +330,23 @@ def guide_table(guide: pd.DataFrame) -> pd.DataFrame:
 ANSWER_FLAG_NOTE = ("† On test this pick scores more than the decision margin below the method that scores best "
                     "there: the selection rows, carved from the training split, rank it higher than the test split "
                     "does. The task's compare page gives each method's selection − test gap.")
+
+
+def pick_shortfall_points(row: pd.Series) -> float:
+    """How far the pick's test mean falls below the best test mean at its budget, in points (0 where the pick
+    is best on test), from one decision.csv row's ``test <method>`` columns; NaN where the row has none."""
+    test = {str(c).removeprefix("test "): float(row[c]) for c in row.index
+            if str(c).startswith("test ") and pd.notna(row[c])}
+    if not test:
+        return math.nan
+    pick = test[str(row["pick"])] if str(row["pick"]) in test else float(row.get("pick_mean", math.nan))
+    return 100 * (max(test.values()) - pick)
+
+
+def pick_flagged(row: pd.Series) -> bool:
+    """The pick scores more than the decision margin below the best on test (the † of the answer)."""
+    shortfall, margin = pick_shortfall_points(row), float(row.get("margin_points", math.nan))
+    return bool(shortfall > margin)  # NaN (no test columns or no margin): not flagged
 
 
 def answer_note(answer: pd.DataFrame) -> str:
@@ -325,15 +386,11 @@ def answer_table(per_task: dict[str, dict[str, Any]]) -> pd.DataFrame:
 
             # seeds that share one deterministic fit (the frozen methods at all labels) count once
             fits = "1 fit" if int(r["pick_seeds"]) == 1 else f"{int(r['pick_seeds'])} seeds"
-            # the pick scores more than the margin below the method best on test: flagged, explained under the table
-            test_best = max((float(r[c]) for c in r.index if str(c).startswith("test ") and pd.notna(r[c])),
-                            default=float(r["pick_mean"]))
-            margin = float(r.get("margin_points", math.nan))
-            flag = " †" if 100 * (test_best - float(r["pick_mean"])) > margin else ""  # no margin: no flag
+            flag = " †" if pick_flagged(r) else ""  # explained under the table (answer_note)
             build = float(r.get(f"build_s {pick}", math.nan)) / float(r.get("build_s probe", math.nan))
             rows.append({"task": task, "labels": count_text(budget), "pick": pick + flag,
-                         "tied with the best": str(r.get("tied", "")),
-                         "test score": f"{r['pick_mean']:.3f} ({metric}, {fits})",
+                         "tied with the best": str(r.get("tied", "")), "metric": metric,
+                         "test score": f"{r['pick_mean']:.3f} ({fits})",
                          "gain over probe (points)": gain,
                          "build × probe (s)": ratio_text(build) if math.isfinite(build) else "—",
                          "serve × probe (s)": ratio("infer_ms_per_1000"),

@@ -16,11 +16,35 @@ from ..paths import TaskPaths
 from ..store import iter_records, store_bytes, store_summary
 from ..tables import answer_table
 
+# the packaged backbones (backbones.py) by the names their model cards give them
+PACKAGED_NAMES = {"pkg:all-minilm-l6-v2": "all-MiniLM-L6-v2", "pkg:efficientnet-lite0": "ImageNet EfficientNet-Lite0"}
+
 
 def backbone_label(name: str) -> str:
-    """A backbone as a page names it: a hub id or ``pkg:`` name as is, a local folder by its last part (no path
-    of this machine on a page)."""
-    return Path(name).name if Path(name).is_absolute() else name
+    """A backbone as a page names it: a packaged one by its model's name, a hub id as is, a local folder by its
+    last part (no path of this machine on a page)."""
+    return PACKAGED_NAMES.get(name, Path(name).name if Path(name).is_absolute() else name)
+
+
+def backbones_text(params: Params, tasks: list[str]) -> str:
+    """Each backbone once with the tasks it serves: "all-MiniLM-L6-v2 (sentiment, legal), ..."."""
+    served: dict[str, list[str]] = {}
+    for task in tasks:
+        served.setdefault(backbone_label(params.backbone_for(task)), []).append(task)
+    return ", ".join(f"{name} ({', '.join(ts)})" for name, ts in served.items())
+
+
+def hardware_text(records: list[dict[str, Any]]) -> str:
+    """What trained the stored runs, from their records: device and precision with run counts, most first
+    (the pages' costs were measured there, not on the machine that renders them)."""
+    kinds: dict[str, int] = {}
+    for r in records:
+        ran = r.get("ran", {})
+        kind = f"{ran.get('device', 'unknown device')}, {ran.get('precision', 'unknown precision')}"
+        kinds[kind] = kinds.get(kind, 0) + 1
+    if not kinds:
+        return "no stored run"
+    return "; ".join(f"{k} ({n} runs)" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
 
 
 ANSWER_FIGURE = Path("reports") / "figures" / "summary-answer.png"
@@ -48,8 +72,8 @@ def run(params: Params, *, root: Path = Path("."), readme: Path | None = None) -
     figure = reports.summary_figure(headlines, root)
     answer = reports.save_figure(answer_figure(per_task), root / ANSWER_FIGURE)
     run_time = _run_time(root)
-    info = {**reports.provenance(params.profile),
-            "backbones": ", ".join(f"{t}: {backbone_label(params.backbone_for(t))}" for t in per_task)}
+    info = {**reports.provenance(params.profile), "backbones": backbones_text(params, list(per_task)),
+            "hardware": hardware_text([r for _, r in iter_records(root)])}
     reports.index_html(reports_dir=root / "reports", per_task=per_task, info=info, tasks=list(params.tasks))
     readme = root / "README.md" if readme is None else readme
     if not readme.is_file():  # a new project: the stage's declared output starts as the two generated blocks
