@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,7 @@ def _distinct(frame: pd.DataFrame) -> pd.DataFrame:
 def _mean_sd(values: pd.Series) -> Any:
     values = values.dropna().astype(float)
     if values.empty:
-        return math.nan
+        return [math.nan]
     return [values.mean()] if len(values) == 1 else [values.mean(), values.std(ddof=1)]
 
 
@@ -118,17 +119,10 @@ def _tables(page: Path) -> list[list[list[str]]]:
     return html_tables(page.read_text())
 
 
-def _by_first_header(page: Path) -> dict[str, list[list[str]]]:
-    out: dict[str, list[list[str]]] = {}
+def _find(page: Path, *headers: str, exact: bool = False) -> list[list[str]]:
+    """The first table of `page` whose header row holds every one of `headers` (`exact`: only those)."""
     for rows in _tables(page):
-        out.setdefault(rows[0][0] + " | " + " | ".join(rows[0][1:3]), rows)
-    return out
-
-
-def _find(page: Path, *headers: str) -> list[list[str]]:
-    """The first table of `page` whose header row holds every one of `headers`."""
-    for rows in _tables(page):
-        if all(h in rows[0] for h in headers):
+        if all(h in rows[0] for h in headers) and (not exact or len(rows[0]) == len(headers)):
             return rows
     raise AssertionError(f"{page.name}: no table with headers {headers}")
 
@@ -226,7 +220,7 @@ def test_every_number_of_the_compare_page_equals_its_source(task: str) -> None:
     compared += check_table(shown, paired, keys=["method − probe"], where="paired")
 
     headline = json.loads((ROOT / "metrics" / task / "headline.json").read_text())
-    crossing = pd.DataFrame([{"method": m, "crossing budget": "none" if b is None else float(b)}
+    crossing = pd.DataFrame([{"method": m, "crossing budget": math.nan if b is None else float(b)}  # none: "—"
                              for m, b in headline["crossing_budget"].items()])
     compared += check_table(_find(page, "method", "crossing budget"), crossing, keys=["method"], where="crossing")
 
@@ -251,7 +245,7 @@ def test_every_number_of_the_compare_page_equals_its_source(task: str) -> None:
     if "ece" in results and results["ece"].notna().any():
         largest = results[results["budget"] == results["budget"].max()]
         ece = largest.groupby("method")["ece"].agg(["mean", "std"]).reset_index()
-        compared += check_table(_find(page, "method", "mean", "std"), ece.fillna({"std": math.nan}), keys=["method"],
+        compared += check_table(_find(page, "method", "mean", "std", exact=True), ece, keys=["method"],
                                 where="calibration")
 
     hparams = pd.read_csv(ROOT / "results" / task / "hparams.csv")
@@ -293,8 +287,8 @@ def _summary_expected(task: str) -> pd.DataFrame:
     for method in [m for m in METHOD_ORDER if m in set(results["method"])]:
         at = results[(results["method"] == method) & (results["budget"] == budget)]
         at_all = results[(results["method"] == method) & (results["budget"] == all_budget)]
-        row = {"task": task, "method": method, "metric at headline labels": _mean_sd(at[metric]) + [len(at)],
-               "metric at all labels": _mean_sd(at_all[metric]) + [len(at_all)],
+        row = {"task": task, "method": method, "metric at headline labels": [*_mean_sd(at[metric]), len(at)],
+               "metric at all labels": [*_mean_sd(at_all[metric]), len(at_all)] if len(at_all) else "not run",
                "headline labels": float(budget),
                "drop under shift (points)": headline.get("shift_drop_points", {}).get(method, "no shift scores")}
         if len(at_all) == 1:
@@ -327,10 +321,19 @@ def test_every_number_of_the_summary_page_and_the_index_equals_its_source() -> N
     decision_tables = [rows for rows in _tables(index) if "pick" in rows[0] and "labels" in rows[0]
                        and "task" not in rows[0]]
     paired_tables = [rows for rows in _tables(index) if rows[0][0] == "method − probe"]
-    assert len(decision_tables) == len(paired_tables) == len(TASKS)
-    for task, decision, paired in zip(TASKS, decision_tables, paired_tables):
+    shown_tasks = re.findall(r"<h2 id='([^']+)'>", index.read_text())  # the index's order: params.yaml's
+    assert sorted(shown_tasks) == TASKS and len(decision_tables) == len(paired_tables) == len(TASKS)
+    for task, decision, paired in zip(shown_tasks, decision_tables, paired_tables):
         compared += check_table(decision, _decision(task), keys=["labels"], where=f"index decision {task}")
         shown = [[paired[0][0], *(f"{int(NUMBER.findall(h)[0].replace(',', ''))} labels" for h in paired[0][1:])],
                  *paired[1:]]
         compared += check_table(shown, _paired_expected(task), keys=["method − probe"], where=f"index paired {task}")
     assert compared > 200, compared
+
+
+def test_a_shown_number_agrees_within_its_rounding_and_a_power_of_ten_off_does_not() -> None:
+    assert agrees("1.76 M", 1.7649e6) and not agrees("1.76 M", 1.76e5) and not agrees("1.76 M", 1.77e6)
+    assert agrees("340", 341.7) and not agrees("340", 34.0) and agrees("10,199", 10199) and not agrees("10,199", 1020)
+    assert agrees("0.743 ± 0.020 (10 seeds)", [0.7431, 0.0204, 10]) and not agrees("0.743 ± 0.020", [0.7441, 0.02])
+    assert agrees("1.0e-05", 1.04e-5) and not agrees("1.0e-05", 1.0e-4) and agrees("+5.3 [+2.3, +8.3]*", [5.27, 2.3, 8.34])
+    assert agrees("—", math.nan) and not agrees("0.1", math.nan) and agrees("full", "full") and not agrees("lora", "full")
