@@ -67,9 +67,11 @@ def test_the_compare_pages_have_no_nan() -> None:
 
 def test_the_index_leads_with_the_answers_then_the_tasks() -> None:
     text = visible_html(ROOT / "reports" / "index.html")
-    order = [text.find(h) for h in ("The answer per domain", "Headline", "Decision guide", "Every report")]
+    order = [text.find(h) for h in ("Backbones:", "class='answer'", "How the pick is made", "Headline",
+                                    "Decision guide", "Every report")]
     assert -1 not in order, f"reports/index.html misses a section: {order}"
-    assert order == sorted(order), "reports/index.html: answers, headline, per-task guides, links — in that order"
+    assert order == sorted(order), ("reports/index.html: the answer (figure, grid), the rule, headline, per-task "
+                                    "guides, links — in that order")
 
 
 def test_no_papermill_scratch_under_reports() -> None:

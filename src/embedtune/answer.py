@@ -44,11 +44,14 @@ def answer_grid(answer: pd.DataFrame) -> pd.DataFrame:
                          for row in order])
 
 
+LEFT = "text-align:left;vertical-align:top"  # inline: a notebook page's own CSS right-aligns cells
+
+
 def answer_grid_html(grid: pd.DataFrame) -> str:
     """The grid as an HTML table: one line per <div>, the pick in bold."""
     if grid.empty:
         return "<p>No results yet.</p>"
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in grid.columns)
+    head = "".join(f"<th style='{LEFT}'>{html.escape(str(c))}</th>" for c in grid.columns)
     body = []
     for _, r in grid.iterrows():
         cells = [f"<th>{html.escape(str(r['labels']))}</th>"]
@@ -59,7 +62,7 @@ def answer_grid_html(grid: pd.DataFrame) -> str:
                 pick, gain = f"{pick} †", gain.removeprefix("† ")
             lines = [f"<div><b>{html.escape(pick)}</b> {html.escape(gain)}</div>",
                      *(f"<div class='sub'>{html.escape(line)}</div>" for line in rest)]
-            cells.append("<td>" + "".join(lines) + "</td>")
+            cells.append(f"<td style='{LEFT}'>" + "".join(lines) + "</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return (f"<table class='answer'><caption>{html.escape(GRID_COST)}</caption><tr>{head}</tr>"
             + "".join(body) + "</table>")

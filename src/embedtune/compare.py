@@ -419,3 +419,13 @@ def readable(frame: pd.DataFrame, *, missing: str = "—") -> pd.DataFrame:
     if not isinstance(frame, pd.DataFrame):
         return frame
     return frame.astype(object).where(frame.notna(), missing)
+
+
+def pareto_front(points: np.ndarray) -> list[int]:
+    """Indices of points (cost, quality) not dominated by a cheaper-or-equal, better-or-equal point."""
+    front = []
+    for i, (c, q) in enumerate(points):
+        dominated = any((c2 <= c and q2 >= q) and (c2 < c or q2 > q) for j, (c2, q2) in enumerate(points) if j != i)
+        if not dominated and np.isfinite(c) and np.isfinite(q):
+            front.append(i)
+    return front

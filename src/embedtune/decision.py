@@ -30,7 +30,7 @@ import pandas as pd
 from .compare import resampled_metric
 from .metrics import fast_metric
 from .registry import METHOD_ORDER
-from .tables import distinct_fits, pick_flagged, pick_shortfall_points, points_text
+from .tables import distinct_fits, pick_flagged, pick_shortfall_points, points_text, vs_probe
 
 ALPHA = 0.05
 
@@ -138,9 +138,12 @@ def _detectable(sd_points: list[float], level: float, power: float = 0.8) -> flo
 def decision_guide(results: pd.DataFrame, preds: dict[str, dict[str, np.ndarray]], *, metric: str,
                    embed_seconds_per_row: float | None, margin: float = 1.0, alpha: float = ALPHA,
                    n_boot: int = 500, seed: int = 0,
-                   search: dict[tuple[str, int], float] | None = None) -> pd.DataFrame:
+                   search: dict[tuple[str, int], float] | None = None,
+                   comparisons: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per budget: the pick made on the selection rows (module docstring), the set tied with the best, P(best)
-    and expected loss per method, the pick's test score, its gain over the probe on test, and costs."""
+    and expected loss per method, the pick's test score, its gain over the probe on test — the paired
+    difference of `comparisons` (compare's pairs with the probe, as every page shows it; NaN without them or
+    where the pick is the probe) — and costs."""
     n_val = int(results["n_val"].dropna().iloc[0]) if "n_val" in results and results["n_val"].notna().any() else 0
     frame = results.assign(build_seconds=cost_to_build(results, embed_seconds_per_row=embed_seconds_per_row,
                                                        n_val=n_val, search_seconds=search),
@@ -162,8 +165,8 @@ def decision_guide(results: pd.DataFrame, preds: dict[str, dict[str, np.ndarray]
         pick, best = got["pick"], got["best"]
         ranked = sorted(stats.index, key=lambda m: -got["p_best"][m])
         runner_up = next((m for m in ranked if m != best), "")  # the most likely best after the best
-        probe_gain = (100 * float(stats.loc[pick, "test"] - stats.loc["probe", "test"])
-                      if "probe" in stats.index and pick != "probe" else np.nan)
+        paired = vs_probe(comparisons, pick, budget) if comparisons is not None and pick != "probe" else None
+        probe_gain = float(paired["diff_points"]) if paired is not None else np.nan
         rows.append({
             "budget": budget, "rule_source": "selection rows", "n_selection_rows": len(y_val),
             "pick": pick, "pick_mean": float(stats.loc[pick, "test"]), "pick_seeds": int(stats.loc[pick, "seeds"]),

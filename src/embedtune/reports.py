@@ -20,7 +20,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .compare import load_results  # noqa: E402
+from .answer import METRIC_LABELS  # noqa: E402
+from .compare import load_results, pareto_front  # noqa: E402
 from .io import atomic_path, write_text  # noqa: E402
 from .paths import TaskPaths  # noqa: E402
 from .registry import COLORS, MARKERS, METHOD_ORDER  # noqa: E402
@@ -74,14 +75,23 @@ def save_figure(fig: Any, path: str | Path) -> Path:
     return path
 
 
+def legend_below(fig: Any, ax: Any, *, ncol: int = 8) -> None:
+    """One legend under the panels, never over data; the panels keep the space above it."""
+    handles, labels = ax.get_legend_handles_labels()
+    rows = -(-len(labels) // ncol) if labels else 0
+    if labels:
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), ncol), frameon=False)
+    fig.tight_layout(rect=(0, 0.07 * rows * 3.6 / fig.get_figheight(), 1, 1))
+
+
 def learning_curve_figure(results: pd.DataFrame, metric: str, *, title: str = "") -> Any:
     """Metric vs label budget (log axis), mean ± one standard deviation over seeds, one line per method."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     plot_learning_curves(ax, results, metric)
     ax.set_xlabel("labelled training examples (log scale)")
-    ax.set_ylabel(metric)
+    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
     ax.set_title(title or f"{metric} vs label budget (mean ± sd over seeds)")
-    ax.legend()
+    legend_below(fig, ax, ncol=4)
     return fig
 
 
@@ -178,11 +188,10 @@ def cost_quality_figure(results: pd.DataFrame, metric: str, *, title: str = "") 
         ax.plot(pts[col], pts[metric], "k:", lw=1, label="Pareto front")
         if col != "peak_mem_mib":
             ax.set_xscale("log")
-        ax.set(xlabel=label, ylabel=metric)
+        ax.set(xlabel=label, ylabel=METRIC_LABELS.get(metric, metric))
         ax.grid(alpha=0.3)
-    axes[0].legend()
     fig.suptitle(title or "quality vs cost (marker size grows with the label budget)")
-    fig.tight_layout()
+    legend_below(fig, axes[0])
     return fig
 
 
@@ -206,7 +215,7 @@ def shift_figure(drops: pd.DataFrame, metric: str, *, budget: int, title: str = 
             axes[0].plot([0, *curve.index], [clean, *curve.values], marker=MARKERS.get(method, "o"), label=method,
                          color=COLORS.get(method))
     axes[0].set_xlabel("severity (0 = the same rows, unshifted)")
-    axes[0].set_ylabel(f"{metric} (mean over shift sets and seeds)")
+    axes[0].set_ylabel(f"{METRIC_LABELS.get(metric, metric)} (mean over shift sets and seeds)")
     axes[0].set_title("graded shifts")
     if len(sources):
         names = sorted(set(sources["set"]))
@@ -221,24 +230,11 @@ def shift_figure(drops: pd.DataFrame, metric: str, *, budget: int, title: str = 
             axes[1].bar(xs, heights, width=width, label=method, color=COLORS.get(method),
                         yerr=np.nan_to_num(errors), capsize=2)
         axes[1].set_xticks(np.arange(len(names) + 1) + 0.4 - width / 2, ["clean test", *names])
-        axes[1].set_ylabel(metric)
+        axes[1].set_ylabel(METRIC_LABELS.get(metric, metric))
         axes[1].set_title("new sources (bars: mean, whiskers: sd over seeds)")
-    handles, labels = axes[0].get_legend_handles_labels()
-    if handles:  # one legend below the panels: it never covers a bar
-        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 7), frameon=False)
     fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    legend_below(fig, axes[0])  # it never covers a bar
     return fig
-
-
-def pareto_front(points: np.ndarray) -> list[int]:
-    """Indices of points (cost, quality) not dominated by a cheaper-or-equal, better-or-equal point."""
-    front = []
-    for i, (c, q) in enumerate(points):
-        dominated = any((c2 <= c and q2 >= q) and (c2 < c or q2 > q) for j, (c2, q2) in enumerate(points) if j != i)
-        if not dominated and np.isfinite(c) and np.isfinite(q):
-            front.append(i)
-    return front
 
 
 def markdown_table(frame: pd.DataFrame, *, floatfmt: str = ".3f") -> str:
@@ -296,7 +292,6 @@ def index_html(*, reports_dir: Path, per_task: dict[str, dict[str, Any]], info: 
     figures, links to its rendered notebooks), then every report of the declared `tasks` (default: those in
     `per_task`). Relative links only."""
     from .answer import answer_caption, answer_grid, answer_grid_html
-    from .decision import guide_sentence
     from .tables import answer_note, answer_table, header_text, paired_table, readable
 
     answer = answer_table(per_task) if per_task else pd.DataFrame()
@@ -344,16 +339,14 @@ def index_html(*, reports_dir: Path, per_task: dict[str, dict[str, Any]], info: 
              answer_grid_html(answer_grid(answer)) if per_task else "<p>No results yet.</p>",
              f"<p>{html.escape(note)}</p>" if note else "",
              "<p><small>" + " · ".join(f"<b>{html.escape(k)}</b>: {html.escape(v)}" for k, v in info.items()) + "</small></p>",
-             "<h2>The answer per domain</h2><ul>"]
-    for task, t in per_task.items():
-        sentence = guide_sentence(task, t["guide"], t["headline"]["metric"])
-        markup = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", html.escape(sentence))  # the sentence's markdown
-        parts.append("<li>" + re.sub(r"`([^`]+)`", r"<code>\1</code>", markup) + "</li>")
-    parts += ["</ul><p>Rule (<code>embedtune.decision</code>), decided on the selection rows only: at each label "
+             "<h2>How the pick is made</h2>"]
+    parts += ["<p>Rule (<code>embedtune.decision</code>), decided on the selection rows only: at each label "
               "budget, the methods that cannot be told apart from the best (comparison with the best over "
               "resampled seeds and selection rows, Bonferroni over the other methods), then the cheapest of them "
               "whose expected loss against the best is within the margin. The test scores shown are the report of "
-              "that choice, never its input. Costs are measured on this machine.</p>",
+              "that choice, never its input. Seconds are as the run store recorded them on the host that ran each "
+              "fit; FLOPs do not depend on the host. Each task's compare page states the decision per budget in "
+              "words.</p>",
               "<h2>Headline (test split, mean ± sd over seeds, the largest label budget every method ran with every "
               "seed)</h2>",
               frame_html(table)]
@@ -428,10 +421,9 @@ def summary_figure(headlines: dict[str, dict[str, Any]], root: Path) -> Path:
         results = load_results(TaskPaths(root, task).results)
         metric = headlines[task]["metric"]
         plot_learning_curves(ax, results, metric)
-        ax.set(title=task, xlabel="labelled examples (log)", ylabel=metric)
-    axes[0][0].legend()
+        ax.set(title=task, xlabel="labelled examples (log)", ylabel=METRIC_LABELS.get(metric, metric))
     fig.suptitle("test metric vs label budget, mean ± sd over seeds")
-    fig.tight_layout()
+    legend_below(fig, axes[0][0])
     return save_figure(fig, root / "reports" / "figures" / "summary-learning-curves.png")
 
 

@@ -14,7 +14,18 @@ from ..io import read_json, write_csv, write_json
 from ..params import Params
 from ..paths import TaskPaths
 from ..registry import METHOD_ORDER, TUNED_METHODS
-from ..tables import vs_probe
+
+
+def stored_embed_seconds_per_row(results: pd.DataFrame, task: str) -> float:
+    """The embedding pass's seconds per row as the stored probe fits measured it (their ``embed_seconds`` over
+    the rows they embedded, median over fits): the probe's build cost comes from the run store, like every tuned
+    run's, so a re-render on another host leaves costs and picks unchanged (the embed stage's own timing,
+    data/embeddings/<task>/meta.json, is this render's host)."""
+    probe = results[results["method"].astype(str) == "probe"]
+    if probe.empty or "embed_seconds" not in probe or probe["embed_seconds"].isna().all():
+        raise ValueError(f"{task}: no probe result row records embed_seconds, which the probe's build cost needs; "
+                         f"refit the probe into the run store: EMBEDTUNE_STORE=cold dvc repro probe@{task}")
+    return float((probe["embed_seconds"] / (probe["budget"] + probe["n_val"])).median())
 
 
 def run(params: Params, task: str, *, root: Path = Path("."), n_boot: int = 1000) -> dict[str, Any]:
@@ -29,10 +40,7 @@ def run(params: Params, task: str, *, root: Path = Path("."), n_boot: int = 1000
     comparisons = pd.concat([compare.comparisons_frame(v) for v in pairs.values()], ignore_index=True)
     write_csv(paths.results / "comparisons.csv", comparisons)
     crossing = {m: compare.crossing_budget(pairs.get((m, "probe"), [])) for m in TUNED_METHODS if m in methods}
-    embed_meta = paths.embeddings / "meta.json"
-    if not embed_meta.is_file():  # the probe's build cost needs it: never substitute a guess
-        raise FileNotFoundError(f"{embed_meta} not found; the embed stage writes it: dvc repro embed@{task}")
-    seconds_per_row = (read_json(embed_meta).get("cost", {}) or {}).get("seconds_per_row")
+    seconds_per_row = stored_embed_seconds_per_row(results, task)
 
     headline = compare.headline(results, metric)
     shift_table = robustness.load_shift(paths.results)
@@ -56,11 +64,8 @@ def run(params: Params, task: str, *, root: Path = Path("."), n_boot: int = 1000
     hparams = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     write_csv(paths.results / "hparams.csv", hparams)
     guide = decision_guide(results, preds, metric=metric, embed_seconds_per_row=seconds_per_row,
-                           margin=params.scale.decision.margin_points, search=search_seconds(hparams))
-    # the pick's gain over the probe as every table shows it: the paired difference over shared seeds
-    paired = [vs_probe(comparisons, str(r["pick"]), int(r["budget"])) for _, r in guide.iterrows()]
-    guide["pick_gain_over_probe_points"] = [float(c["diff_points"]) if c is not None else float("nan")
-                                            for c in paired]
+                           margin=params.scale.decision.margin_points, search=search_seconds(hparams),
+                           comparisons=comparisons)
     write_csv(paths.results / "decision.csv", guide)
     figures = {
         "learning_curve": reports.save_figure(
