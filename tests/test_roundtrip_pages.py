@@ -318,6 +318,14 @@ def test_every_number_of_the_summary_page_and_the_index_equals_its_source() -> N
                         else [v["mean"]] for m, v in headline["methods"].items()}})
     compared += check_table(_find(index, "task", "metric", "labels", "probe"), pd.DataFrame(rows), keys=["task"],
                             where="index headline")
+    # the README's generated block holds the same headline table, in markdown
+    block = (ROOT / "README.md").read_text().split("<!-- results:begin")[1].split("<!-- results:end -->")[0]
+    lines = [line for line in block.splitlines() if line.startswith("| task | metric | labels |")]
+    assert len(lines) == 1, "the README's headline table is missing"
+    table = block.split(lines[0])[1].split("\n\n")[0].strip().splitlines()[1:]  # below the separator row
+    readme = [[c.strip() for c in lines[0].strip("| ").split(" | ")]] + \
+             [[c.strip() for c in line.strip().strip("|").split(" | ")] for line in table]
+    compared += check_table(readme, pd.DataFrame(rows), keys=["task"], where="README headline")
     decision_tables = [rows for rows in _tables(index) if "pick" in rows[0] and "labels" in rows[0]
                        and "task" not in rows[0]]
     paired_tables = [rows for rows in _tables(index) if rows[0][0] == "method − probe"]

@@ -48,7 +48,8 @@ FIGURE_ALT = {
                   "right = last layer), per label budget",
     "training_curves": "{subject}: training and validation loss (left) and {metric} (right) at each evaluation "
                        "round (an evaluation interval, not an epoch), one line per label budget",
-    "cost_quality": "{subject}: test {metric} (y) against training time, trainable parameters and peak memory (x), one "
+    "cost_quality": "{subject}: test {metric} (y) against training time, trainable parameters and the process's peak "
+                    "resident memory (x; on CPU it holds what earlier runs in the same process left resident), one "
                     "marker shape and colour per method, marker size growing with the label budget",
     "shift": "{subject}: {metric} under graded input shifts by severity (left) and, where the task has them, on "
              "new sources (right), per method, mean over seeds",
@@ -175,7 +176,7 @@ def training_curves_figure(curves: pd.DataFrame, *, title: str = "") -> Any:
 def cost_quality_figure(results: pd.DataFrame, metric: str, *, title: str = "") -> Any:
     """Metric against train seconds, trainable parameters and peak memory; Pareto front marked."""
     costs = [("train_seconds", "train time (s, log)"), ("trainable_params", "trainable parameters (log)"),
-             ("peak_mem_mib", "peak memory (MiB)")]
+             ("peak_mem_mib", "peak process RSS (MiB)")]
     fig, axes = plt.subplots(1, 3, figsize=(MAX_FIGURE_INCHES, 3.6))
     grouped = results.groupby(["method", "budget"]).agg({metric: "mean", **{c: "median" for c, _ in costs}}).reset_index()
     for ax, (col, label) in zip(axes, costs):
