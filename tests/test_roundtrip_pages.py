@@ -231,7 +231,7 @@ def test_every_number_of_the_compare_page_equals_its_source(task: str) -> None:
     for c in cols:
         med[f"{c}_x_probe"] = [r[c] / ref.loc[r["budget"], c] if r["budget"] in ref.index and ref.loc[r["budget"], c]
                                else math.nan for _, r in med.iterrows()]
-    compared += check_table(_find(page, "method", "peak memory (MiB)"), med.rename(columns=header_text),
+    compared += check_table(_find(page, "method", header_text("peak_mem_mib")), med.rename(columns=header_text),
                             keys=["method", "labels"], where="costs")
 
     curves_dir = ROOT / "results" / task / "curves"
