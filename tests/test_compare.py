@@ -120,6 +120,11 @@ def test_a_fit_shared_by_seeds_is_one_run_in_the_shift_comparison() -> None:
     assert set(drops["seed"]) == {0}
     (row,) = drop_differences(drops).to_dict("records")
     assert row["n"] == 2 and row["basis"] == "sets (one seed)" and row["ci_low"] < row["ci_high"]
+    # two sets that differ by exactly the same amount give no spread: no zero-width interval, no significance
+    same = shift.assign(accuracy=lambda f: f["accuracy"].where(f["method"] == "probe", f["accuracy"] - 0.03))
+    same.loc[same["method"] == "classic", "accuracy"] = same.loc[same["method"] == "probe", "accuracy"].to_numpy() - 0.03
+    (flat,) = drop_differences(shift_drops(results, same, "accuracy")).to_dict("records")
+    assert np.isnan(flat["ci_low"]) and not flat["significant"] and flat["basis"].endswith("no spread, no interval")
 
 
 def test_p_value_agrees_with_the_interval() -> None:

@@ -20,7 +20,7 @@ import pytest
 
 from embedtune.pagecheck import NUMBER, SUFFIX, html_tables
 from embedtune.registry import METHOD_ORDER
-from embedtune.tables import header_text
+from embedtune.tables import FLAG_COLUMNS, header_text
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = [p.name for p in sorted((ROOT / "results").iterdir()) if (p / "decision.csv").is_file()] \
@@ -161,11 +161,11 @@ def test_every_number_of_the_probe_and_fine_tuning_pages_equals_its_source(task:
             stopping.append({"labels": int(budget), "runs": float(len(g)),
                              "epochs seen (min)": float(g["epochs_seen"].min()),
                              "epochs seen (max)": float(g["epochs_seen"].max()),
-                             "still improving": float(g["still_improving"].astype(bool).sum()),
+                             "of which improving at the last round": float(g["still_improving"].astype(bool).sum()),
                              **{f"stopped: {k}": float((g["stop_reason"] == k).sum())
                                 for k in runs["stop_reason"].dropna().unique()}})
         expected = pd.DataFrame(stopping)
-        shown = _find(page, "runs", "still improving")
+        shown = _find(page, "runs", "of which improving at the last round")
         for name in [c for c in expected.columns if c.startswith("stopped: ") and c not in shown[0]]:
             assert (expected[name] == 0).all(), (page.name, name)  # a reason no run at any budget had
         compared += check_table(shown, expected, keys=["labels"], where=page.name + " stopping")
@@ -258,7 +258,8 @@ def test_every_number_of_the_compare_page_equals_its_source(task: str) -> None:
             if h not in col:
                 continue
             v = r[name]
-            expected = (("True" if v else "False") if isinstance(v, (bool, np.bool_))
+            flag = isinstance(v, (bool, np.bool_)) or (name in FLAG_COLUMNS and pd.notna(v) and v in (0, 1))
+            expected = (("yes" if v else "no") if flag
                         else v if isinstance(v, str) else float(v) if pd.notna(v) else math.nan)
             assert agrees(cells[col[h]], expected), ("hparams", h, cells[col[h]], v)
             compared += 1
@@ -269,7 +270,7 @@ def test_every_number_of_the_compare_page_equals_its_source(task: str) -> None:
         mean = mean.rename(columns={"budget": "labels"})
         compared += check_table(_find(page, "labels", "shift", "probe"), mean, keys=["labels", "shift"], where="shift")
         shift = pd.read_csv(ROOT / "results" / task / "shift_compare.csv")
-        shift["significant"] = shift["significant"].map(lambda v: "True" if v else "False")
+        shift["significant"] = shift["significant"].map(lambda v: "yes" if v else "no")
         compared += check_table(_find(page, "reference", header_text("diff_drop_points")),
                                 shift.rename(columns=header_text),
                                 keys=["method", "reference", "labels", "shift"], where="shift compare")

@@ -118,7 +118,7 @@ def test_search_finetune_compare_and_summary_write_their_outputs(project) -> Non
                       "edit) -->\n<!-- results:end -->\n")
     done = summary.run(params, root=root)
     assert (root / "reports" / "index.html").is_file() and (root / "reports" / "environment.json").is_file()
-    assert done["figure"].is_file() and "The answer per domain" in readme.read_text()
+    assert done["figure"].is_file() and "### Findings (generated" in readme.read_text()
 
 
 def test_every_corruption_keeps_an_rgb_image_s_shape() -> None:

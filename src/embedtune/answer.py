@@ -80,9 +80,8 @@ def answer_grid_markdown(grid: pd.DataFrame) -> str:
 
 def answer_caption(info: dict[str, str]) -> str:
     """The headline's caption: what ran (backbones, hardware, profile), then what the figure shows."""
-    return (f"Backbones: {info.get('backbones', '—')}. Tuned runs trained on "
-            f"{info.get('hardware', info.get('machine', '—'))}; profile {info.get('profile', '—')}. {ANSWER_FIGURE_TEXT} "
-            f"{ANSWER_TABLE_TEXT}")
+    return (f"Backbones: {info.get('backbones', '—')}. Run store: {info.get('hardware', info.get('machine', '—'))}; "
+            f"profile {info.get('profile', '—')}. {ANSWER_FIGURE_TEXT} {ANSWER_TABLE_TEXT}")
 
 
 def answer_block_html(answer: pd.DataFrame) -> str:
@@ -97,6 +96,7 @@ ANSWER_FIGURE_TEXT = ("Figure: gain of each method over the frozen probe (points
                       "mean over seeds; bars: simultaneous 95% intervals over the comparisons with the probe, cut at the "
                       "panel's edge with an arrowhead where wider); a black ring marks the pick, decided on the "
                       "selection rows.")
-ANSWER_TABLE_TEXT = ("Table: per label budget and task, the pick (the cheapest method tied with the best on the selection "
-                     "rows) with its gain over the probe (points, simultaneous 95% interval; * = it excludes 0), its test "
-                     "score and the methods tied with the best, and its cost relative to the probe.")
+ANSWER_TABLE_TEXT = ("Table: per label budget and task, the pick — among the methods tied with the best on the selection "
+                     "rows, the cheapest to build whose expected loss against the best is within the margin, else the "
+                     "best — with its gain over the probe (points, simultaneous 95% interval; * = it excludes 0), its "
+                     "test score and the methods tied with the best, and its cost relative to the probe.")

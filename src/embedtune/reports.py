@@ -25,6 +25,7 @@ from .compare import load_results, pareto_front  # noqa: E402
 from .io import atomic_path, write_text  # noqa: E402
 from .paths import TaskPaths  # noqa: E402
 from .registry import COLORS, MARKERS, METHOD_ORDER  # noqa: E402
+from .tables import significant  # noqa: E402
 
 # one type scale for every figure: the pages show a figure at most ~1,100 px wide, so a figure up to 10 inches
 # wide (1,100 px at 110 dpi) keeps its ticks at ≥ 9.5 pt as rendered (tests/test_page_render.py checks sizes)
@@ -53,8 +54,8 @@ FIGURE_ALT = {
                     "marker shape and colour per method, marker size growing with the label budget",
     "shift": "{subject}: {metric} under graded input shifts by severity (left) and, where the task has them, on "
              "new sources (right), per method, mean over seeds",
-    "answer": "per task and label budget, the picked method's gain in the main metric over the frozen probe "
-              "(points, with its interval)",
+    "answer": "per task and label budget, every method's gain in the main metric over the frozen probe (points, "
+              "with its simultaneous interval), the pick decided on the selection rows ringed",
     "summary_curves": "one panel per task: test main metric against labelled examples (log scale), one line per "
                       "method, mean ± standard deviation over seeds",
 }
@@ -147,8 +148,8 @@ def _matrix(ax: Any, m: np.ndarray, names: list[str], title: str) -> None:
     ax.set_title(title)
 
 
-def training_curves_figure(curves: pd.DataFrame, *, title: str = "") -> Any:
-    """Train and validation loss and main metric per epoch, mean over seeds, one colour per budget."""
+def training_curves_figure(curves: pd.DataFrame, *, title: str = "", metric: str = "main metric") -> Any:
+    """Train and validation loss and `metric` per evaluation round, mean over seeds, one colour per budget."""
     fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 3.8))
     budgets = sorted(curves["budget"].unique())
     cmap = plt.get_cmap("viridis", max(len(budgets), 2))
@@ -163,13 +164,12 @@ def training_curves_figure(curves: pd.DataFrame, *, title: str = "") -> Any:
     # a round is a fixed number of optimizer steps (engine.schedule), not an epoch: small budgets see many
     # epochs per round, all-label runs a fraction of one
     ax_loss.set(xlabel="evaluation round", ylabel="loss", title="loss (dashed: train, solid: validation)")
-    ax_metric.set(xlabel="evaluation round", ylabel="main metric",
-                  title="main metric (dashed: train, solid: validation)")
-    ax_loss.legend(ncol=2)
+    label = METRIC_LABELS.get(metric, metric)
+    ax_metric.set(xlabel="evaluation round", ylabel=label, title=f"{label} (dashed: train, solid: validation)")
     for ax in (ax_loss, ax_metric):
         ax.grid(alpha=0.3)
     fig.suptitle(title)
-    fig.tight_layout()
+    legend_below(fig, ax_loss, ncol=5)  # budgets × (train, validation): under the panels, over no line
     return fig
 
 
@@ -215,7 +215,7 @@ def shift_figure(drops: pd.DataFrame, metric: str, *, budget: int, title: str = 
             clean = g["clean"].mean()
             axes[0].plot([0, *curve.index], [clean, *curve.values], marker=MARKERS.get(method, "o"), label=method,
                          color=COLORS.get(method))
-    axes[0].set_xlabel("severity (0 = the same rows, unshifted)")
+    axes[0].set_xlabel("severity (0 = the shifted rows unshifted: a test subset)")
     axes[0].set_ylabel(f"{METRIC_LABELS.get(metric, metric)} (mean over shift sets and seeds)")
     axes[0].set_title("graded shifts")
     if len(sources):
@@ -255,11 +255,11 @@ def headline_frame(headlines: dict[str, dict[str, Any]]) -> pd.DataFrame:
     """Rows: task; columns: metric, budget and 'mean ± sd' per method — from metrics/headline.json."""
     rows = []
     for task, h in headlines.items():
-        row = {"task": task, "metric": h["metric"], "labels": h["budget"]}
-        for method in METHOD_ORDER:
-            if method in h["methods"]:
-                m = h["methods"][method]
-                row[method] = f"{m['mean']:.3f} ± {m['std']:.3f}"
+        row = {"task": task, "metric": METRIC_LABELS.get(h["metric"], h["metric"]), "labels": h["budget"]}
+        for method in [m for m in METHOD_ORDER if m in h["methods"]]:  # as every table: 3 and 2 significant digits
+            mean, sd = float(h["methods"][method]["mean"]), h["methods"][method].get("std")
+            row[method] = significant(mean, 3) + (f" ± {significant(float(sd), 2)}" if sd is not None
+                                                  and np.isfinite(float(sd)) else "")
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -322,7 +322,9 @@ def index_html(*, reports_dir: Path, per_task: dict[str, dict[str, Any]], info: 
     def link(page: str) -> str:  # named by the page's own title ("legal: fine-tuning, lora"), not its file
         found = re.search(r"<title>(.*?)(?: — Embed or Tune)?</title>", (reports_dir / page).read_text()[:4000]) \
             if (reports_dir / page).is_file() else None
-        return f"<a href='{html.escape(page)}'>{found.group(1) if found else html.escape(page)}</a>"
+        # summary.html is rendered after this page (the stage removes its outputs first): named here
+        name = found.group(1) if found else {"summary.html": "Across domains: the summary"}.get(page, html.escape(page))
+        return f"<a href='{html.escape(page)}'>{name}</a>"
 
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>Embed or Tune — results</title>",
              "<style>body{font-family:sans-serif;max-width:1300px;margin:0.6em auto;padding:0 1em}h1{font-size:1.5em}"

@@ -130,10 +130,11 @@ def drop_differences(drops: pd.DataFrame, *, reference: str = "probe") -> pd.Dat
             values = (both["drop_points"] - both["drop_points_ref"]).to_numpy()
             basis = "sets (one seed)"
         mean = float(np.mean(values))
-        if len(values) > 1:
-            half = float(stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / np.sqrt(len(values)))
-        else:
-            half = float("nan")
+        spread = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+        if spread > 1e-12:
+            half = float(stats.t.ppf(0.975, len(values) - 1) * spread / np.sqrt(len(values)))
+        else:  # one value, or identical ones (one deterministic fit, sets that agree): no interval, no claim
+            half, basis = float("nan"), f"{basis}: no spread, no interval"
         rows.append({"method": method, "reference": reference, "budget": int(budget), "shift": family,
                      "diff_drop_points": mean, "ci_low": mean - half, "ci_high": mean + half, "n": len(values),
                      "basis": basis, "significant": bool(np.isfinite(half) and abs(mean) > half)})

@@ -31,6 +31,8 @@ def significant(value: float, digits: int) -> str:
     if magnitude < -4:
         return f"{value:.{digits - 1}e}"
     places = digits - 1 - magnitude  # negative: round to tens, hundreds, ...
+    if abs(round(value, places)) >= 10 ** (magnitude + 1):  # 0.9999 at 2 digits is "1.0", not "1.00"
+        places -= 1
     return f"{round(value, places):.{max(places, 0)}f}"
 
 
@@ -60,7 +62,7 @@ HEADERS = {
     "edge_limited": "at the grid's edge", "n_val": "validation rows", "diff_drop_points": "drop difference (points)",
     "ci_low": "95% CI low", "ci_high": "95% CI high", "n": "pairs", "headline_budget": "headline labels",
     "metric_at_headline": "metric at headline labels", "gain_vs_probe_points": "gain over probe (points)",
-    "train_time_x_probe": "train time × probe", "peak_memory_x_probe": "peak process RSS × probe",
+    "train_time_x_probe": "training seconds × probe (no embedding pass, no LR search)", "peak_memory_x_probe": "peak process RSS × probe",
     "trainable_params_x_probe": "trainable parameters × probe", "overfitting_gap_points": "train − validation gap (points)",
     "shift_drop_points": "drop under shift (points)", "ece": "ECE", "auroc": "AUROC", "macro_f1": "macro-F1",
     "micro_f1": "micro-F1", "budget": "labels",
@@ -93,15 +95,23 @@ def _is_metric(column: str) -> bool:
         and "seconds" not in words and "x" not in words
 
 
+INTERVAL_COLUMNS = ("ci_low", "ci_high", "ci_low_adj", "ci_high_adj")  # bounds of a difference in points
+# yes / no columns, stored as bool or, beside a missing value, as 0.0 / 1.0
+FLAG_COLUMNS = ("still_improving", "learned", "chosen", "edge_limited", "significant", "c_edge_limited",
+                "lambda_edge_limited")
+
+
 def cell_text(value: Any, column: str, *, missing: str = "—") -> Any:
     """One cell as a reader sees it (module docstring)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return missing
-    if isinstance(value, bool) or isinstance(value, str):
+    if isinstance(value, bool) or (column in FLAG_COLUMNS and value in (0, 1)):
+        return "yes" if value else "no"  # a flag in words, not True / False or a float 1.0 beside a 0
+    if isinstance(value, str):
         return value
     if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) >= 100):
         return count_text(float(value))  # a count or budget: exact (5477 stays 5,477, never "5500")
-    if isinstance(value, float) and column.replace(")", "").endswith("points"):
+    if isinstance(value, float) and (column.replace(")", "").endswith("points") or column in INTERVAL_COLUMNS):
         return f"{value:.1f}".replace("-0.0", "0.0")  # points of a metric: one decimal, as every sentence
     if isinstance(value, float):
         return significant(value, 3 if _is_metric(column) else 2)
@@ -209,12 +219,12 @@ def paired_table(comparisons: pd.DataFrame) -> pd.DataFrame:
         low, high = sorted((sign * r[lo_col], sign * r[hi_col]))
         cell = (f"{points_text(sign * r['diff_points'])} [{points_text(low)}, {points_text(high)}]"
                 + ("*" if bool(r["significant"]) else ""))
-        rows.setdefault(str(method), {})[str(int(r["budget"]))] = cell
+        rows.setdefault(str(method), {})[int(r["budget"])] = cell
     if not rows:
         return pd.DataFrame()
-    budgets = sorted({b for cells in rows.values() for b in cells}, key=int)
+    budgets = sorted({b for cells in rows.values() for b in cells})
     order = [m for m in METHOD_ORDER if m in rows]
-    return pd.DataFrame([{"method − probe": m, **{f"{b} labels": rows[m].get(b, "not run") for b in budgets}}
+    return pd.DataFrame([{"method − probe": m, **{f"{count_text(b)} labels": rows[m].get(b, "not run") for b in budgets}}
                          for m in order])
 
 
@@ -238,11 +248,11 @@ def _summary(frame: pd.DataFrame, metrics: tuple[str, ...]) -> pd.DataFrame:
 def published_reference() -> pd.DataFrame:
     """Published test numbers on the same data (source: the data mirror's README and the cited papers)."""
     return pd.DataFrame([
-        {"task": "medical (PneumoniaMNIST)", "model": "ResNet-18 (28 px), from scratch, all 4708 labels",
+        {"task": "medical (PneumoniaMNIST)", "model": "ResNet-18 (28 px), from scratch, all 4,708 official train labels (before this repo's duplicate removal)",
          "metric": "AUROC / accuracy", "value": "0.944 / 0.854", "source": "MedMNIST v2, Yang et al., Sci. Data 2023"},
         {"task": "medical (PneumoniaMNIST)", "model": "ResNet-50 (224 px), from scratch, all labels",
          "metric": "AUROC / accuracy", "value": "0.962 / 0.884", "source": "MedMNIST v2"},
-        {"task": "legal (UNFAIR-ToS)", "model": "TF-IDF + SVM, all 5532 labels", "metric": "micro-F1 / macro-F1",
+        {"task": "legal (UNFAIR-ToS)", "model": "TF-IDF + SVM, all 5,532 official train labels (before this repo's duplicate removal)", "metric": "micro-F1 / macro-F1",
          "value": "95.4 / 78.8", "source": "LexGLUE, Chalkidis et al., ACL 2022"},
         {"task": "legal (UNFAIR-ToS)", "model": "BERT-base fine-tuned, all labels", "metric": "micro-F1 / macro-F1",
          "value": "95.6 / 81.3", "source": "LexGLUE"},
@@ -291,7 +301,8 @@ def stopping_table(frame: pd.DataFrame) -> pd.DataFrame:
         rows.append({"budget": int(budget), "runs": len(group), "epochs seen (min)": float(epochs.min()),
                      "epochs seen (max)": float(epochs.max()),
                      **{f"stopped: {k}": int(v) for k, v in group["stop_reason"].value_counts().items()},
-                     "still improving": int(group["still_improving"].astype(bool).sum())})
+                     # a flag, not a reason: a run stopped on patience may still have improved at its last round
+                     "of which improving at the last round": int(group["still_improving"].astype(bool).sum())})
     table = pd.DataFrame(rows)
     reasons = [c for c in table.columns if c.startswith("stopped: ")]
     table[reasons] = table[reasons].fillna(0).astype(int)  # a reason no run at a budget had: 0 runs, a count
@@ -311,7 +322,8 @@ def shift_summary(drops: pd.DataFrame) -> pd.DataFrame:
     """Mean drop (points) per method × budget × shift family."""
     if drops.empty:
         return drops
-    return drops.groupby(["budget", "shift", "method"])["drop_points"].mean().unstack("method").reset_index()
+    mean = drops.groupby(["budget", "shift", "method"])["drop_points"].mean().unstack("method")
+    return mean.reset_index().rename_axis(columns=None)  # no "method" name cell over the index columns
 
 
 GUIDE_COLUMNS = ("budget", "pick", "pick_mean", "pick_seeds", "pick_gain_over_probe_points", "tied",
@@ -350,8 +362,13 @@ def pick_flagged(row: pd.Series) -> bool:
 
 
 def answer_note(answer: pd.DataFrame) -> str:
-    """The footnote of the answer table where a pick carries its flag (†), else ""."""
-    return ANSWER_FLAG_NOTE if len(answer) and answer["pick"].astype(str).str.endswith(" †").any() else ""
+    """The footnote of the answer table where a pick carries its flag (†), else "": which answers, per task."""
+    flagged = answer[answer["pick"].astype(str).str.endswith(" †")] if len(answer) else answer
+    if not len(flagged):
+        return ""
+    per_task = "; ".join(f"{task} {len(g)} of {int((answer['task'] == task).sum())} budgets ({', '.join(g['labels'])})"
+                         for task, g in flagged.groupby("task", sort=False))
+    return f"{ANSWER_FLAG_NOTE} Flagged: {per_task}."
 
 
 def answer_table(per_task: dict[str, dict[str, Any]]) -> pd.DataFrame:

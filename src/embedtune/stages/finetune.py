@@ -53,8 +53,8 @@ def run(params: Params, task: str, method: str, *, root: Path = Path("."), progr
     # every tuned stage re-run when a probe setting changes)
     curve = reports.save_figure(reports.learning_curve_figure(frame, metric, title=f"{task}: {method}"),
                                 paths.figure(f"{method}-learning-curve"))
-    training = reports.save_figure(reports.training_curves_figure(curve_frame, title=f"{task}: {method} training"),
-                                   paths.figure(f"{method}-training-curves"))
+    training = reports.save_figure(reports.training_curves_figure(curve_frame, title=f"{task}: {method} training",
+                                                                  metric=metric), paths.figure(f"{method}-training-curves"))
     return {"results": frame, "curves": curve_frame, "learning_curve": curve, "training_curves": training}
 
 

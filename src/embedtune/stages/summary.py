@@ -13,6 +13,7 @@ from ..headline import answer_figure
 from ..io import write_json
 from ..params import Params
 from ..paths import TaskPaths
+from ..registry import TUNED_METHODS
 from ..store import iter_records, store_bytes, store_summary
 from ..tables import answer_table
 
@@ -34,9 +35,10 @@ def backbones_text(params: Params, tasks: list[str]) -> str:
     return ", ".join(f"{name} ({', '.join(ts)})" for name, ts in served.items())
 
 
-def hardware_text(records: list[dict[str, Any]]) -> str:
-    """What trained the stored runs, from their records: device and precision with run counts, most first
-    (the pages' costs were measured there, not on the machine that renders them)."""
+def hardware_text(records: list[dict[str, Any]], *, reported: int) -> str:
+    """What trained the stored runs, from their records: device and precision, most runs first, then how many
+    of the stored runs the pages report (`reported`: the tuned result rows; the rest are learning-rate search
+    runs whose rate was not kept). The pages' seconds were measured there, not on the machine that renders."""
     kinds: dict[str, int] = {}
     for r in records:
         ran = r.get("ran", {})
@@ -44,7 +46,8 @@ def hardware_text(records: list[dict[str, Any]]) -> str:
         kinds[kind] = kinds.get(kind, 0) + 1
     if not kinds:
         return "no stored run"
-    return "; ".join(f"{k} ({n} runs)" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
+    where = "; ".join(f"{k} ({n} runs)" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
+    return f"{where}: {reported} tuned runs reported, {len(records) - reported} more from learning-rate searches"
 
 
 ANSWER_FIGURE = Path("reports") / "figures" / "summary-answer.png"
@@ -73,7 +76,8 @@ def run(params: Params, *, root: Path = Path("."), readme: Path | None = None) -
     answer = reports.save_figure(answer_figure(per_task), root / ANSWER_FIGURE)
     run_time = _run_time(root)
     info = {**reports.provenance(params.profile), "backbones": backbones_text(params, list(per_task)),
-            "hardware": hardware_text([r for _, r in iter_records(root)])}
+            "hardware": hardware_text([r for _, r in iter_records(root)], reported=sum(
+                int(b["results"]["method"].astype(str).isin(TUNED_METHODS).sum()) for b in per_task.values()))}
     reports.index_html(reports_dir=root / "reports", per_task=per_task, info=info, tasks=list(params.tasks))
     readme = root / "README.md" if readme is None else readme
     if not readme.is_file():  # a new project: the stage's declared output starts as the two generated blocks
