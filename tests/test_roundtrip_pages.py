@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from embedtune.pagecheck import NUMBER, SUFFIX, html_tables
+from embedtune.pagecheck import NUMBER, SUFFIX, html_tables, numbers
 from embedtune.registry import METHOD_ORDER
 from embedtune.tables import FLAG_COLUMNS, header_text
 
@@ -42,12 +42,6 @@ def _tolerance(token: str) -> float:
     return unit * 10.0 ** (int(exponent) if exponent else 0) * scale / 2
 
 
-def _value(token: str) -> float:
-    body = token.replace("−", "-").replace(",", "").strip()
-    scale = SUFFIX.get(body[-1], 1.0) if body[-1] in SUFFIX else 1.0
-    return float(body.rstrip("kMGTP").strip()) * scale
-
-
 def agrees(cell: str, expected: Any) -> bool:
     """`cell` shows `expected`: a string exactly, a number (or the numbers of "mean ± sd (n seeds)") within the
     rounding shown, a missing value as "—"."""
@@ -59,7 +53,7 @@ def agrees(cell: str, expected: Any) -> bool:
     tokens = NUMBER.findall(cell)
     if len(tokens) < len(values):
         return False
-    return all(abs(_value(t) - float(v)) <= _tolerance(t) * (1 + 1e-9) + 1e-12 for t, v in zip(tokens, values))
+    return all(abs(numbers(t)[0] - float(v)) <= _tolerance(t) * (1 + 1e-9) + 1e-12 for t, v in zip(tokens, values))
 
 
 def check_table(rows: list[list[str]], expected: pd.DataFrame, *, keys: list[str], where: str) -> int:
@@ -91,7 +85,7 @@ def _key(value: Any) -> Any:
     text = str(value).strip()
     tokens = NUMBER.findall(text)
     if len(tokens) == 1 and tokens[0].strip() == text:
-        number = _value(text)
+        number = numbers(text)[0]
         return str(int(number)) if number.is_integer() else f"{number:g}"
     return text
 
